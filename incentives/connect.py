@@ -1,0 +1,73 @@
+"""Where Temporal and Postgres are, and connecting to them.
+
+Temporal: the standard Temporal client configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+`TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`, `TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`). When it names no
+address, the embedded dev server from `incentives dev up` is used.
+Postgres: `DATABASE_URL`; when unset, the embedded server from `incentives dev up`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
+
+from incentives.db import Pool, create_pool, redact
+from incentives.errors import Unavailable
+from incentives.migrations import migrate
+from incentives.settings import Settings
+from incentives.stack import postgres_for, temporal_for
+
+HINT = "run `incentives dev up` (or `./dev up`), or check TEMPORAL_ADDRESS / DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    temporal: dict[str, Any]
+    database_url: str
+    embedded_temporal: bool
+    embedded_postgres: bool
+
+    @property
+    def temporal_address(self) -> str:
+        return str(self.temporal["target_host"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.temporal.get("namespace", "default"))
+
+
+def endpoints(settings: Settings) -> Endpoints:
+    config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    embedded_temporal = "target_host" not in config
+    if embedded_temporal:
+        config["target_host"] = temporal_for(settings.home).address
+    embedded_postgres = settings.database_url is None
+    database_url = settings.database_url or postgres_for(settings.home).url()
+    return Endpoints(config, database_url, embedded_temporal, embedded_postgres)
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    where = endpoints(settings)
+    try:
+        return await Client.connect(**where.temporal, data_converter=pydantic_data_converter)
+    except RuntimeError as error:
+        raise Unavailable(f"cannot reach Temporal at {where.temporal_address}: {error}; {HINT}") from error
+
+
+async def connect_database(settings: Settings, *, max_size: int | None = None) -> Pool:
+    """A pool on the project's database, migrated to the current schema."""
+    where = endpoints(settings)
+    try:
+        pool = await create_pool(where.database_url, max_size=max_size or settings.db_pool_max)
+    except Unavailable as error:
+        raise Unavailable(f"cannot reach Postgres at {redact(where.database_url)}; {HINT}") from error
+    try:
+        await migrate(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool

@@ -1,0 +1,37 @@
+"""Process settings, read from the environment once at start and passed explicitly from there.
+
+Temporal's connection is not here: it comes from the standard Temporal client configuration
+(`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS variables, `TEMPORAL_PROFILE`
+and the config file), read by `incentives.connect`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INCENTIVES_", frozen=True, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "INCENTIVES_DATABASE_URL"),
+        description="Postgres to use; unset means the embedded one under `home`.",
+    )
+    home: Path = Field(default=PROJECT_ROOT / ".incentives", description="State of the embedded stack.")
+    task_queue: str = "incentives"
+    reversal_window: timedelta = Field(
+        default=timedelta(days=90),
+        description="How long a wallet stays open after a redemption, waiting for reversals.",
+    )
+    db_pool_max: int = Field(default=10, ge=1)
+    max_cached_workflows: int = Field(
+        default=5000, ge=0, description="Size it to the number of hot wallets: an evicted wallet replays."
+    )
+    log_level: str = "INFO"

@@ -1,0 +1,76 @@
+"""Building requests and reading the ledger back, for tests that assert on rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from incentives.db import Pool
+from incentives.models import CouponTerms, GrantInput, GrantRequest
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def credit(
+    lot_id: str, customer_id: str, amount: int, currency: str = "USD", expires_in_days: int | None = None, **extra: Any
+) -> GrantRequest:
+    return GrantRequest(
+        lot_id=lot_id,
+        customer_id=customer_id,
+        currency=currency,
+        kind="credit",
+        amount=amount,
+        expires_in=timedelta(days=expires_in_days) if expires_in_days is not None else None,
+        **extra,
+    )
+
+
+def coupon(lot_id: str, customer_id: str, terms: CouponTerms, currency: str = "USD", **extra: Any) -> GrantRequest:
+    return GrantRequest(lot_id=lot_id, customer_id=customer_id, currency=currency, kind="coupon", coupon=terms, **extra)
+
+
+def at(request: GrantRequest, granted_at: datetime = T0) -> GrantInput:
+    return GrantInput(request=request, granted_at=granted_at)
+
+
+async def ledger_rows(pool: Pool, customer_id: str) -> list[tuple[str, str, int, str | None]]:
+    """(entry_type, lot_id, amount, order_id) in the order they were written."""
+    rows = await pool.fetch(
+        "SELECT entry_type, lot_id, amount_minor, order_id FROM ledger_entries WHERE customer_id = $1 ORDER BY entry_id",
+        customer_id,
+    )
+    return [(r["entry_type"], r["lot_id"], r["amount_minor"], r["order_id"]) for r in rows]
+
+
+async def remaining(pool: Pool, lot_id: str) -> tuple[int, str]:
+    row = await pool.fetchrow("SELECT remaining_minor, status FROM lots WHERE lot_id = $1", lot_id)
+    assert row is not None, f"lot {lot_id} exists"
+    return row["remaining_minor"], row["status"]
+
+
+async def events(pool: Pool, customer_id: str) -> list[str]:
+    rows = await pool.fetch("SELECT event_type FROM outbox WHERE customer_id = $1 ORDER BY event_id", customer_id)
+    return [r["event_type"] for r in rows]
+
+
+async def counts(pool: Pool) -> tuple[int, int, int]:
+    """(ledger rows, lots, outbox events) in the whole database: to prove nothing was written."""
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM ledger_entries) AS l, (SELECT count(*) FROM lots) AS o, "
+        "(SELECT count(*) FROM outbox) AS e"
+    )
+    assert row is not None
+    return row["l"], row["o"], row["e"]
+
+
+async def assert_ledger_balances(pool: Pool, customer_id: str) -> None:
+    """The ledger's invariant: a credit lot's remaining is the sum of its ledger rows, within [0, amount]."""
+    rows = await pool.fetch(
+        """SELECT l.lot_id, l.amount_minor, l.remaining_minor, coalesce(sum(e.amount_minor), 0) AS total
+           FROM lots l LEFT JOIN ledger_entries e USING (lot_id)
+           WHERE l.customer_id = $1 AND l.kind = 'credit' GROUP BY l.lot_id""",
+        customer_id,
+    )
+    for row in rows:
+        assert row["remaining_minor"] == row["total"], dict(row)
+        assert 0 <= row["remaining_minor"] <= row["amount_minor"], dict(row)

@@ -1,0 +1,9 @@
+"""Workflows: deterministic, replay-safe; they hold time and transitions, never money."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.wallet import WalletWorkflow
+
+WORKFLOWS: list[type[Any]] = [WalletWorkflow]

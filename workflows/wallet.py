@@ -1,0 +1,316 @@
+"""The wallet: one long-lived workflow per customer (id `wallet:<customer>`), the single entry
+point for every change to that customer's value.
+
+- Operations are Updates (`grant`, `redeem`, `reverse`, `revoke`), serialized by one lock, each
+  doing its one ledger activity. Validators reject, from the wallet's memory, what it can prove
+  wrong (an order over what is left to reverse, a used-up coupon, nothing to redeem...); a rejected
+  update leaves no trace in history. What memory cannot decide goes to the ledger, the truth.
+- Time is durable timers: a pending lot activates at `effective_at`, a reminder is recorded once
+  at `expires_at - remind_before`, what is left expires at `expires_at`.
+- The wallet never computes value on its own: its lots are copies of what the ledger activities
+  returned.
+- It completes when no lot is pending or active and no order is inside the reversal window; any
+  later operation starts a new run (update-with-start), which reloads its memory from the ledger.
+- History stays bounded: when the server suggests it, and once every handler has finished, it
+  continues-as-new carrying its memory (`WalletMemory`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from incentives import rules
+    from incentives.errors import LotConflict, LotNotRevocable, Rejected, ReversalExceedsRedeemed, WrongWallet
+    from incentives.models import (
+        GrantInput,
+        GrantRequest,
+        LoadWalletInput,
+        Lot,
+        LotTransition,
+        Model,
+        RedeemInput,
+        RedeemRequest,
+        Redemption,
+        RedemptionSummary,
+        Reversal,
+        ReverseInput,
+        ReverseRequest,
+        Revocation,
+        RevokeInput,
+        RevokeRequest,
+        WalletMemory,
+    )
+    from workflows import ledger_calls
+
+WALLET_WORKFLOW = "Wallet"
+DEFAULT_REVERSAL_WINDOW = timedelta(days=90)
+
+
+def wallet_id(customer_id: str) -> str:
+    return f"wallet:{customer_id}"
+
+
+class WalletInput(Model):
+    customer_id: str
+    reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW
+    memory: WalletMemory | None = None
+
+
+class WalletClosed(Model):
+    """The result of a wallet run that completed (rather than continued-as-new)."""
+
+    customer_id: str
+    closed_at: datetime
+
+
+def _reject(error: Rejected) -> ApplicationError:
+    return ApplicationError(error.message, type=type(error).__name__, non_retryable=True)
+
+
+@workflow.defn(name=WALLET_WORKFLOW)
+class WalletWorkflow:
+    @workflow.init
+    def __init__(self, start: WalletInput) -> None:
+        self._customer_id = start.customer_id
+        self._window = start.reversal_window
+        self._lots: dict[str, Lot] = {}
+        self._digests: dict[str, str] = {}
+        self._orders: dict[str, RedemptionSummary] = {}
+        self._loaded = False
+        self._lock = asyncio.Lock()
+        # The instant the main loop sleeps until; a handler that needs it sooner wakes it.
+        self._planned: datetime | None = None
+        self._wake = False
+        if start.memory is not None:
+            self._restore(start.memory)
+
+    # -- the main loop: load, then timers, then complete or continue-as-new --------------------
+
+    @workflow.run
+    async def run(self, start: WalletInput) -> WalletClosed:
+        if not self._loaded:
+            since = workflow.now() - self._window
+            self._restore(
+                await ledger_calls.load_wallet(LoadWalletInput(customer_id=self._customer_id, redeemed_since=since))
+            )
+        while True:
+            async with self._lock:
+                await self._apply_due()
+            if self._idle():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._idle():
+                    return WalletClosed(customer_id=self._customer_id, closed_at=workflow.now())
+                continue
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    WalletInput(customer_id=self._customer_id, reversal_window=self._window, memory=self._memory())
+                )
+            self._planned = self._next_deadline()
+            self._wake = False
+            timeout = None if self._planned is None else max(self._planned - workflow.now(), timedelta(0))
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._wake or workflow.info().is_continue_as_new_suggested(), timeout=timeout
+                )
+
+    async def _apply_due(self) -> None:
+        now = workflow.now()
+        for lot in sorted(self._lots.values(), key=lambda lot: lot.lot_id):
+            transition = LotTransition(customer_id=self._customer_id, lot_id=lot.lot_id, as_of=now)
+            try:
+                if lot.status == "pending" and lot.effective_at is not None and lot.effective_at <= now:
+                    lot = self._remember(await ledger_calls.activate_lot(transition))
+                if _reminder_due(lot, now):
+                    lot = self._remember(await ledger_calls.record_reminder(transition))
+                if lot.status in ("pending", "active") and lot.expires_at is not None and lot.expires_at <= now:
+                    self._remember((await ledger_calls.expire_lot(transition)).lot)
+            except ApplicationError as refused:
+                # The ledger refused a timer's transition: it knows better than this copy. Reload the
+                # lot's truth on the next run instead of failing the wallet; say so loudly.
+                workflow.logger.error(
+                    "ledger refused a timed transition; dropping the lot from memory",
+                    extra={"lot_id": lot.lot_id, "error_type": refused.type, "error": refused.message},
+                )
+                self._lots.pop(lot.lot_id, None)
+        horizon = now - self._window
+        for order_id in [o for o, summary in self._orders.items() if summary.redeemed_at <= horizon]:
+            del self._orders[order_id]
+
+    def _next_deadline(self) -> datetime | None:
+        deadlines: list[datetime] = []
+        for lot in self._lots.values():
+            if lot.status == "pending" and lot.effective_at is not None:
+                deadlines.append(lot.effective_at)
+            if lot.status in ("pending", "active"):
+                if lot.expires_at is not None:
+                    deadlines.append(lot.expires_at)
+                remind_at = lot.remind_at
+                if remind_at is not None and not lot.reminded and lot.has_value:
+                    deadlines.append(remind_at)
+        deadlines.extend(summary.redeemed_at + self._window for summary in self._orders.values())
+        return min(deadlines, default=None)
+
+    def _idle(self) -> bool:
+        """Nothing left that time or a reversal could change: the run may complete."""
+        return not self._orders and not any(lot.status in ("pending", "active") for lot in self._lots.values())
+
+    # -- memory -----------------------------------------------------------------------------
+
+    def _restore(self, memory: WalletMemory) -> None:
+        for lot in memory.lots:
+            self._lots[lot.lot_id] = lot
+        self._digests.update(memory.grant_digests)
+        for summary in memory.redemptions:
+            self._orders[summary.order_id] = summary
+        self._loaded = True
+
+    def _memory(self) -> WalletMemory:
+        live = [lot for lot in self._lots.values() if lot.status in ("pending", "active")]
+        return WalletMemory(
+            customer_id=self._customer_id,
+            lots=live,
+            grant_digests={lot.lot_id: self._digests[lot.lot_id] for lot in live if lot.lot_id in self._digests},
+            redemptions=list(self._orders.values()),
+        )
+
+    def _remember(self, lot: Lot) -> Lot:
+        self._lots[lot.lot_id] = lot
+        deadline = self._next_deadline()
+        if deadline is not None and (self._planned is None or deadline < self._planned):
+            self._wake = True
+        return lot
+
+    def _remember_order(self, summary: RedemptionSummary) -> None:
+        if summary.reversible > 0:
+            self._orders[summary.order_id] = summary
+            if self._planned is None:
+                self._wake = True
+        else:
+            self._orders.pop(summary.order_id, None)
+            self._wake = True
+
+    async def _ready(self) -> None:
+        await workflow.wait_condition(lambda: self._loaded)
+
+    def _check_customer(self, customer_id: str) -> None:
+        if customer_id != self._customer_id:
+            raise _reject(WrongWallet(f"this is the wallet of {self._customer_id}, not of {customer_id}"))
+
+    # -- updates ------------------------------------------------------------------------------
+
+    @workflow.update(name="grant")
+    async def grant(self, request: GrantRequest) -> Lot:
+        await self._ready()
+        async with self._lock:
+            lot = await ledger_calls.grant_lot(GrantInput(request=request, granted_at=workflow.now()))
+            self._digests[lot.lot_id] = request.digest()
+            return self._remember(lot)
+
+    @grant.validator
+    def _validate_grant(self, request: GrantRequest) -> None:
+        self._check_customer(request.customer_id)
+        known = self._digests.get(request.lot_id)
+        if known is not None and known != request.digest():
+            raise _reject(LotConflict(f"lot {request.lot_id} was already granted with a different payload"))
+
+    @workflow.update(name="redeem")
+    async def redeem(self, request: RedeemRequest) -> Redemption:
+        await self._ready()
+        async with self._lock:
+            outcome = await ledger_calls.redeem(RedeemInput(request=request, as_of=workflow.now()))
+            for lot in outcome.lots:
+                self._remember(lot)
+            self._remember_order(outcome.order)
+            return outcome.redemption
+
+    @redeem.validator
+    def _validate_redeem(self, request: RedeemRequest) -> None:
+        self._check_customer(request.customer_id)
+        if not self._loaded or request.order_id in self._orders:
+            return  # a retry, or memory not loaded yet: the ledger decides
+        coupon = self._lots.get(request.coupon_lot_id) if request.coupon_lot_id else None
+        if request.coupon_lot_id is not None and coupon is None:
+            return  # not a live coupon of this wallet: the ledger knows why
+        try:
+            rules.allocate(request, coupon, self._lots.values(), workflow.now())
+        except Rejected as rejected:
+            raise _reject(rejected) from None
+
+    @workflow.update(name="reverse")
+    async def reverse(self, request: ReverseRequest) -> Reversal:
+        await self._ready()
+        async with self._lock:
+            outcome = await ledger_calls.reverse(ReverseInput(request=request, as_of=workflow.now()))
+            for lot in outcome.lots:
+                self._remember(lot)
+            self._remember_order(outcome.order)
+            return outcome.reversal
+
+    @reverse.validator
+    def _validate_reverse(self, request: ReverseRequest) -> None:
+        self._check_customer(request.customer_id)
+        order = self._orders.get(request.order_id)
+        if order is None or request.reversal_id in order.reversal_ids:
+            return  # an older order, or a retry: the ledger decides
+        wanted = request.amount if request.amount is not None else order.reversible
+        if wanted > order.reversible:
+            raise _reject(
+                ReversalExceedsRedeemed(
+                    f"cannot reverse {wanted}: only {order.reversible} of order {request.order_id} is left to reverse"
+                )
+            )
+
+    @workflow.update(name="revoke")
+    async def revoke(self, request: RevokeRequest) -> Revocation:
+        await self._ready()
+        async with self._lock:
+            outcome = await ledger_calls.revoke_lot(RevokeInput(request=request, as_of=workflow.now()))
+            self._remember(outcome.lot)
+            self._wake = True
+            return outcome.revocation
+
+    @revoke.validator
+    def _validate_revoke(self, request: RevokeRequest) -> None:
+        self._check_customer(request.customer_id)
+        lot = self._lots.get(request.lot_id)
+        if lot is not None and lot.status == "expired":
+            raise _reject(LotNotRevocable(f"lot {request.lot_id} has already expired"))
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @workflow.query(name="lots")
+    def lots(self) -> list[Lot]:
+        return sorted(self._lots.values(), key=rules.credit_order)
+
+    @workflow.query(name="balances")
+    def balances(self) -> dict[str, int]:
+        """Available now, per currency: the remaining value of the active credits."""
+        now = workflow.now()
+        totals: dict[str, int] = {}
+        for lot in self._lots.values():
+            if lot.kind == "credit" and rules.usable_at(lot, now):
+                totals[lot.currency] = totals.get(lot.currency, 0) + lot.remaining
+        return totals
+
+    @workflow.query(name="recent_redemptions")
+    def recent_redemptions(self) -> list[RedemptionSummary]:
+        return sorted(self._orders.values(), key=lambda summary: summary.redeemed_at)
+
+
+def _reminder_due(lot: Lot, now: datetime) -> bool:
+    remind_at = lot.remind_at
+    return (
+        remind_at is not None
+        and remind_at <= now
+        and not lot.reminded
+        and lot.has_value
+        and lot.status in ("pending", "active")
+        and (lot.expires_at is None or lot.expires_at > now)
+    )
