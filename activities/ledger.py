@@ -389,7 +389,7 @@ class LedgerActivities:
                         request.order_id,
                     )
                 }
-                restored = rules.allocate_reversal(redemption.applied, so_far, amount)
+                restored = rules.allocate_reversal(redemption.applied, so_far, amount, redemption.currency)
                 written_off: list[Applied] = []
                 lots = []
                 for part in restored:

@@ -26,7 +26,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from incentives.db import Pool
-from incentives.errors import Rejected, Unavailable, UnknownLot, rejection_from
+from incentives.errors import Rejected, Unavailable, UnknownCustomer, UnknownOrder, rejection_from
 from incentives.models import (
     GrantRequest,
     Lot,
@@ -132,7 +132,7 @@ class IncentivesClient:
                 ledger_limit,
             )
         if not lot_rows:
-            raise UnknownLot(f"customer {customer_id} has no wallet: nothing was ever granted to them")
+            raise UnknownCustomer(f"customer {customer_id} has no wallet: nothing was ever granted to them")
         lots = [lot_from_row(row) for row in lot_rows]
         balances: dict[str, int] = {}
         pending: dict[str, int] = {}
@@ -145,6 +145,15 @@ class IncentivesClient:
                 pending[lot.currency] = pending.get(lot.currency, 0) + lot.remaining
         ledger = [ledger_entry_from_row(row) for row in entry_rows]
         return WalletView(customer_id=customer_id, balances=balances, pending=pending, lots=lots, ledger=ledger)
+
+    async def order_currency(self, customer_id: str, order_id: str) -> str:
+        """The currency an order was redeemed in (to read a reversal amount typed in major units)."""
+        currency: str | None = await self._pool.fetchval(
+            "SELECT currency FROM redemptions WHERE customer_id = $1 AND order_id = $2", customer_id, order_id
+        )
+        if currency is None:
+            raise UnknownOrder(f"order {order_id} has no redemption for customer {customer_id}")
+        return currency
 
     async def _update(
         self, customer_id: str, update: Any, request: Model, update_id: str, result_type: type[Result]

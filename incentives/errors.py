@@ -74,6 +74,10 @@ class UnknownLot(Rejected):
     """No lot with this id belongs to this customer."""
 
 
+class UnknownCustomer(Rejected):
+    """Nothing was ever granted to this customer."""
+
+
 class UnknownOrder(Rejected):
     """No redemption of this order exists for this customer."""
 
@@ -130,6 +134,7 @@ REJECTIONS: dict[str, type[Rejected]] = {
         OrderConflict,
         ReversalConflict,
         UnknownLot,
+        UnknownCustomer,
         UnknownOrder,
         CouponNotUsable,
         CurrencyMismatch,

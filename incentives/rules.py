@@ -114,14 +114,19 @@ def allocate(request: RedeemRequest, coupon: Lot | None, credits: Iterable[Lot],
     return applied
 
 
-def allocate_reversal(applied: list[Applied], reversed_so_far: Mapping[str, int], amount: int) -> list[Applied]:
+def allocate_reversal(
+    applied: list[Applied], reversed_so_far: Mapping[str, int], amount: int, currency: str
+) -> list[Applied]:
     """What each lot gets back when `amount` of an order's discount is reversed: last applied first.
 
     `reversed_so_far` is what earlier reversals of the order already gave back, per lot.
     """
     reversible = sum(part.amount - reversed_so_far.get(part.lot_id, 0) for part in applied)
     if amount > reversible:
-        raise ReversalExceedsRedeemed(f"cannot reverse {amount}: only {reversible} of this order is left to reverse")
+        raise ReversalExceedsRedeemed(
+            f"cannot reverse {format_money(amount, currency)}: "
+            f"only {format_money(reversible, currency)} of this order is left to reverse"
+        )
     restored: list[Applied] = []
     left = amount
     for part in reversed(applied):

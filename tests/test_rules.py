@@ -137,10 +137,12 @@ class TestAllocate:
 class TestAllocateReversal:
     def test_last_applied_first_and_what_was_reversed_counts(self) -> None:
         applied = [Applied(lot_id="cpn", kind="coupon", amount=500), Applied(lot_id="a", kind="credit", amount=300)]
-        assert [(p.lot_id, p.amount) for p in allocate_reversal(applied, {}, 400)] == [("a", 300), ("cpn", 100)]
-        assert [(p.lot_id, p.amount) for p in allocate_reversal(applied, {"a": 300, "cpn": 100}, 400)] == [("cpn", 400)]
+        assert [(p.lot_id, p.amount) for p in allocate_reversal(applied, {}, 400, "USD")] == [("a", 300), ("cpn", 100)]
+        assert [(p.lot_id, p.amount) for p in allocate_reversal(applied, {"a": 300, "cpn": 100}, 400, "USD")] == [
+            ("cpn", 400)
+        ]
         with pytest.raises(ReversalExceedsRedeemed):
-            allocate_reversal(applied, {"a": 300}, 501)
+            allocate_reversal(applied, {"a": 300}, 501, "USD")
 
     @given(parts=st.lists(st.integers(1, 1000), min_size=1, max_size=6), data=st.data())
     def test_reversals_in_any_steps_restore_exactly_what_was_applied(
@@ -151,7 +153,7 @@ class TestAllocateReversal:
         left = sum(parts)
         while left:
             step = data.draw(st.integers(1, left))
-            for part in allocate_reversal(applied, so_far, step):
+            for part in allocate_reversal(applied, so_far, step, "USD"):
                 so_far[part.lot_id] = so_far.get(part.lot_id, 0) + part.amount
             left -= step
         assert so_far == {p.lot_id: p.amount for p in applied}

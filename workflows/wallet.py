@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         RevokeRequest,
         WalletMemory,
     )
+    from incentives.money import format_money
     from workflows import ledger_calls
 
 WALLET_WORKFLOW = "Wallet"
@@ -263,7 +264,8 @@ class WalletWorkflow:
         if wanted > order.reversible:
             raise _reject(
                 ReversalExceedsRedeemed(
-                    f"cannot reverse {wanted}: only {order.reversible} of order {request.order_id} is left to reverse"
+                    f"cannot reverse {format_money(wanted, order.currency)}: only "
+                    f"{format_money(order.reversible, order.currency)} of order {request.order_id} is left to reverse"
                 )
             )
 
