@@ -9,10 +9,18 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
 from incentives.db import Pool, create_pool
 from incentives.migrations import migrate
-from incentives.stack import EmbeddedPostgres
+from incentives.search_attributes import SEARCH_ATTRIBUTES
+from incentives.stack import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+
+TEMPORAL_TEST_SERVER_BIN = TEMPORAL_BIN.parent / "temporal-test-server"
+SHORT_HISTORY = 40
 
 TEST_DATABASE = "incentives_test"
 
@@ -56,3 +64,52 @@ def new_id() -> Callable[[str], str]:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+async def _register_search_attributes(env: WorkflowEnvironment) -> None:
+    """The time-skipping server knows no custom search attributes until told (the dev server is
+    started with them)."""
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes=dict.fromkeys(SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server, with the settings the embedded stack uses."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=temporal_dev_server_args(),
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server that suggests continue-as-new after 40 history events, so tests reach it quickly."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=[
+            *temporal_dev_server_args(),
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SHORT_HISTORY}",
+        ],
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
+    )
+    async with env:
+        await _register_search_attributes(env)
+        yield env

@@ -38,7 +38,7 @@ UPDATE_CALL_DEADLINE = timedelta(seconds=30)
 _RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=10)
 )
-_START_TO_CLOSE = timedelta(seconds=10)
+_START_TO_CLOSE = timedelta(seconds=5)
 
 Result = TypeVar("Result", bound=Model)
 
