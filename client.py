@@ -131,7 +131,10 @@ def _model(model: type[Model], **fields: Any) -> Any:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "request"
         field = _FLAGS.get(where, where)
-        raise InvalidInput(field, first["msg"].removeprefix("Value error, ")) from None
+        reason = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "string_pattern_mismatch":
+            reason = f"{first['input']!r} is not an id: use letters, digits and . _ : @ / - (no spaces)"
+        raise InvalidInput(field, reason) from None
 
 
 def _currency(text: str) -> str:
@@ -302,7 +305,10 @@ def _fail(code: int, message: str) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """The CLI as a function: parses `argv`, runs the command, returns the exit code."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as usage:  # argparse has printed the usage error (or --help)
+        return usage.code if isinstance(usage.code, int) else EXIT_BAD_INPUT
     console = Console()
     try:
         settings = Settings()

@@ -82,6 +82,10 @@ class IncentivesClient:
         self._retry_deadline = retry_deadline
         self._search_attributes = search_attributes
 
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
     async def grant(self, request: GrantRequest) -> Lot:
         """Puts a lot into the customer's wallet; the same lot id again returns the existing lot."""
         return await self._update(

@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.db import Pool, create_pool
+from incentives.logs import configure_logging
 from incentives.migrations import migrate
 from incentives.search_attributes import SEARCH_ATTRIBUTES
 from incentives.stack import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
@@ -23,6 +24,12 @@ TEMPORAL_TEST_SERVER_BIN = TEMPORAL_BIN.parent / "temporal-test-server"
 SHORT_HISTORY = 40
 
 TEST_DATABASE = "incentives_test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_logs() -> None:
+    """Warnings and errors only: the CLI tests read stdout and stderr of the same process."""
+    configure_logging("WARNING", json=True)
 
 
 @pytest.fixture(scope="session")
