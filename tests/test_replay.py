@@ -1,0 +1,58 @@
+"""Recorded wallet histories (tests/histories, from `python -m tests.histories.record`) replay
+against the current workflow code: a change that would break running wallets fails here."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows import WORKFLOWS
+from workflows.wallet import WalletClosed, WalletInput, WalletWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(f"wallet:{path.stem}", path.read_text())
+
+
+def test_histories_cover_every_operation_timer_and_continue_as_new() -> None:
+    text = "\n".join(path.read_text() for path in HISTORIES)
+    for activity in ("grant_lot", "redeem", "reverse", "revoke_lot", "activate_lot", "record_reminder", "expire_lot"):
+        assert f'"name": "{activity}"' in text, activity
+    assert "ACTIVITY_TASK_FAILED" in text  # a rejection by the ledger
+    assert "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text
+    assert "WORKFLOW_EXECUTION_COMPLETED" in text
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+@workflow.defn(name="Wallet")
+class WalletThatSleepsFirst(WalletWorkflow):
+    """The wallet with one change a careless edit could make: a timer before loading its memory."""
+
+    @workflow.run
+    async def run(self, start: WalletInput) -> WalletClosed:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(start)
+
+
+async def test_a_non_deterministic_change_fails_replay() -> None:
+    replayer = Replayer(workflows=[WalletThatSleepsFirst], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(load(HISTORIES[0]), raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert (
+        "Nondeterminism" in type(result.replay_failure).__name__
+        or "nondeterminism" in str(result.replay_failure).lower()
+    )
