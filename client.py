@@ -22,14 +22,13 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 from rich.console import Console
 
-from incentives import render
+from incentives import devstack, render
 from incentives.api import IncentivesClient
-from incentives.connect import connect_database, connect_temporal, endpoints
+from incentives.connect import connect_database, connect_temporal
 from incentives.errors import InvalidInput, Rejected, Unavailable
 from incentives.models import CouponTerms, GrantRequest, Model, RedeemRequest, ReverseRequest, RevokeRequest
 from incentives.money import check_currency, parse_amount
 from incentives.settings import Settings
-from incentives.stack import StackState, postgres_for, temporal_for
 from incentives.timeparse import parse_duration, parse_instant
 
 __all__ = ["IncentivesClient", "connect", "main"]
@@ -255,47 +254,15 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
 
 
 async def _dev(action: str, settings: Settings, console: Console) -> None:
-    where = endpoints(settings)
-    temporal, postgres = temporal_for(settings.home), postgres_for(settings.home)
     if action == "up":
-        if where.embedded_postgres:
-            postgres.start()
-            await postgres.create_database()
-        if where.embedded_temporal:
-            temporal.start()
-        pool = await connect_database(settings, max_size=1)  # applies the migrations
-        await pool.close()
-        StackState(
-            temporal_address=where.temporal_address,
-            ui_url=temporal.ui_url if where.embedded_temporal else None,
-            database_url=where.database_url,
-        ).write(settings.home)
-        console.print(
-            f"Temporal     {where.temporal_address}" + ("" if where.embedded_temporal else " (TEMPORAL_ADDRESS)")
-        )
-        if where.embedded_temporal:
-            console.print(f"Web UI       {temporal.ui_url}")
-        console.print(
-            f"DATABASE_URL {where.database_url}" + ("" if where.embedded_postgres else " (from the environment)")
-        )
+        for line in devstack.describe(await devstack.up(settings)):
+            console.print(line, highlight=False, soft_wrap=True)
     elif action == "down":
-        stopped = []
-        if temporal.stop():
-            stopped.append("Temporal")
-        if postgres.stop():
-            stopped.append("Postgres")
-        console.print("stopped " + " and ".join(stopped) if stopped else "nothing was running")
+        stopped = devstack.down(settings)
+        console.print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
     else:
-        t_pid, p_pid = temporal.pid(), postgres.pid()
-        if where.embedded_temporal:
-            state = f"running (pid {t_pid}), Web UI {temporal.ui_url}" if t_pid else "not running"
-            console.print(f"Temporal  {where.temporal_address}: {state}")
-        else:
-            console.print(f"Temporal  {where.temporal_address}: external (TEMPORAL_ADDRESS or profile)")
-        if where.embedded_postgres:
-            console.print(f"Postgres  {where.database_url}: " + (f"running (pid {p_pid})" if p_pid else "not running"))
-        else:
-            console.print(f"Postgres  {where.database_url}: external (DATABASE_URL)")
+        for line in devstack.describe(devstack.status(settings)):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def _fail(code: int, message: str) -> int:
@@ -309,7 +276,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as usage:  # argparse has printed the usage error (or --help)
         return usage.code if isinstance(usage.code, int) else EXIT_BAD_INPUT
-    console = Console()
+    console = render.console()
     try:
         settings = Settings()
         asyncio.run(_run(args, settings, console))

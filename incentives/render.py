@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
 
 from incentives.models import CouponTerms, Lot, Redemption, Reversal, Revocation, WalletView
-from incentives.money import format_money
+from incentives.money import format_amount, format_money
 from incentives.timeparse import format_duration
 
 
+def console() -> Console:
+    """A console for the CLI: the terminal's width, or a wide one when output is piped to a file."""
+    terminal = sys.stdout.isatty() or "COLUMNS" in os.environ
+    return Console(width=None if terminal else 160)
+
+
 def _when(instant: datetime | None) -> str:
-    return instant.strftime("%Y-%m-%d %H:%M:%S UTC") if instant else "—"
+    return instant.strftime("%Y-%m-%d %H:%M:%S") if instant else "—"
 
 
 def describe_coupon(terms: CouponTerms, currency: str) -> str:
@@ -30,11 +38,11 @@ def describe_coupon(terms: CouponTerms, currency: str) -> str:
 def _value(lot: Lot) -> str:
     if lot.kind == "coupon" and lot.coupon is not None:
         return f"{describe_coupon(lot.coupon, lot.currency)} ({lot.uses_left} left)"
-    return f"{format_money(lot.remaining, lot.currency)} of {format_money(lot.amount, lot.currency)}"
+    return f"{format_amount(lot.remaining, lot.currency)} of {format_money(lot.amount, lot.currency)}"
 
 
 def lot_table(lots: list[Lot], title: str = "Lots") -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=f"{title} (times in UTC)", title_justify="left")
     for column in ("lot", "kind", "status", "value", "effective", "expires", "reminder", "promotion"):
         table.add_column(column)
     for lot in lots:
@@ -105,7 +113,7 @@ def print_wallet(console: Console, view: WalletView) -> None:
     if view.pending:
         console.print("pending: " + ", ".join(format_money(v, c) for c, v in sorted(view.pending.items())))
     console.print(lot_table(view.lots))
-    ledger = Table(title="Ledger", title_justify="left")
+    ledger = Table(title="Ledger (times in UTC)", title_justify="left")
     for column in ("#", "when", "type", "lot", "amount", "order", "reason"):
         ledger.add_column(column, justify="right" if column in ("#", "amount") else "left")
     for entry in view.ledger:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import pwd
 import shutil
@@ -324,27 +323,6 @@ def _terminate(pid: int, grace_s: float = 10.0) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return True
-
-
-@dataclass(frozen=True)
-class StackState:
-    """What `dev up` started, written to `.incentives/stack.json` for the client and worker."""
-
-    temporal_address: str | None
-    ui_url: str | None
-    database_url: str | None
-
-    @classmethod
-    def read(cls, home: Path) -> StackState | None:
-        try:
-            data = json.loads((home / "stack.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return cls(data.get("temporal_address"), data.get("ui_url"), data.get("database_url"))
-
-    def write(self, home: Path) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "stack.json").write_text(json.dumps(self.__dict__, indent=2) + "\n")
 
 
 def postgres_for(home: Path) -> EmbeddedPostgres:
