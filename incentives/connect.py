@@ -19,7 +19,7 @@ from incentives.db import Pool, create_pool, redact
 from incentives.errors import Unavailable
 from incentives.migrations import migrate
 from incentives.settings import Settings
-from incentives.stack import postgres_for, temporal_for
+from incentives.stack import EmbeddedPostgres, EmbeddedTemporal
 
 HINT = "run `incentives dev up` (or `./dev up`), or check TEMPORAL_ADDRESS / DATABASE_URL"
 
@@ -40,14 +40,21 @@ class Endpoints:
         return str(self.temporal.get("namespace", "default"))
 
 
+def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.home / "pg")
+
+
+def embedded_temporal(settings: Settings) -> EmbeddedTemporal:
+    return EmbeddedTemporal(settings.home, settings.temporal_port, settings.temporal_ui_port)
+
+
 def endpoints(settings: Settings) -> Endpoints:
     config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
-    embedded_temporal = "target_host" not in config
-    if embedded_temporal:
-        config["target_host"] = temporal_for(settings.home).address
-    embedded_postgres = settings.database_url is None
-    database_url = settings.database_url or postgres_for(settings.home).url()
-    return Endpoints(config, database_url, embedded_temporal, embedded_postgres)
+    temporal_is_embedded = "target_host" not in config
+    if temporal_is_embedded:
+        config["target_host"] = embedded_temporal(settings).address
+    database_url = settings.database_url or embedded_postgres(settings).url()
+    return Endpoints(config, database_url, temporal_is_embedded, settings.database_url is None)
 
 
 async def connect_temporal(settings: Settings) -> Client:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from incentives.connect import Endpoints, connect_database, endpoints
+from incentives.connect import Endpoints, connect_database, embedded_postgres, embedded_temporal, endpoints
 from incentives.settings import Settings
-from incentives.stack import DetachedWorker, postgres_for, temporal_for
+from incentives.stack import DetachedWorker
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,11 @@ async def up(settings: Settings) -> Status:
     """Starts (or reuses) what is embedded, creates the database, applies the migrations."""
     where = endpoints(settings)
     if where.embedded_postgres:
-        postgres = postgres_for(settings.home)
+        postgres = embedded_postgres(settings)
         postgres.start()
         await postgres.create_database()
     if where.embedded_temporal:
-        temporal_for(settings.home).start()
+        embedded_temporal(settings).start()
     pool = await connect_database(settings, max_size=1)  # migrates
     await pool.close()
     return status(settings)
@@ -37,20 +37,20 @@ def down(settings: Settings) -> list[str]:
     stopped = []
     if DetachedWorker(settings.home).stop():
         stopped.append("worker")
-    if temporal_for(settings.home).stop():
+    if embedded_temporal(settings).stop():
         stopped.append("Temporal")
-    if postgres_for(settings.home).stop():
+    if embedded_postgres(settings).stop():
         stopped.append("Postgres")
     return stopped
 
 
 def status(settings: Settings) -> Status:
     where = endpoints(settings)
-    temporal = temporal_for(settings.home)
+    temporal = embedded_temporal(settings)
     return Status(
         where=where,
         temporal_pid=temporal.pid() if where.embedded_temporal else None,
-        postgres_pid=postgres_for(settings.home).pid() if where.embedded_postgres else None,
+        postgres_pid=embedded_postgres(settings).pid() if where.embedded_postgres else None,
         worker_pid=DetachedWorker(settings.home).pid(),
         ui_url=temporal.ui_url if where.embedded_temporal else None,
     )

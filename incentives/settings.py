@@ -35,3 +35,5 @@ class Settings(BaseSettings):
         default=5000, ge=0, description="Size it to the number of hot wallets: an evicted wallet replays."
     )
     log_level: str = "INFO"
+    temporal_port: int = Field(default=7233, description="Port of the embedded Temporal dev server.")
+    temporal_ui_port: int = Field(default=8233, description="Port of the embedded server's Web UI.")

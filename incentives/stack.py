@@ -323,13 +323,3 @@ def _terminate(pid: int, grace_s: float = 10.0) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return True
-
-
-def postgres_for(home: Path) -> EmbeddedPostgres:
-    return EmbeddedPostgres(home / "pg")
-
-
-def temporal_for(home: Path) -> EmbeddedTemporal:
-    port = int(os.environ.get("INCENTIVES_TEMPORAL_PORT", "7233"))
-    ui_port = int(os.environ.get("INCENTIVES_TEMPORAL_UI_PORT", str(port + 1000)))
-    return EmbeddedTemporal(home, port, ui_port)

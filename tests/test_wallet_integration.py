@@ -184,6 +184,16 @@ class TestCrashes:
             == 1
         )
 
+    async def test_sigterm_stops_a_worker_gracefully(
+        self, dev_server: WorkflowEnvironment, database_url: str, new_id: NewId, tmp_path: Path
+    ) -> None:
+        log = tmp_path / "worker.log"
+        async with worker_process(dev_server, database_url, new_id("term"), log) as worker:
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(worker.wait(), timeout=30) == 0
+        events = [json.loads(line)["event"] for line in log.read_text().splitlines() if line.startswith("{")]
+        assert events.index("shutting down") < events.index("worker stopped") == len(events) - 1
+
 
 class TestContinueAsNew:
     async def test_updates_in_flight_across_continue_as_new_are_neither_lost_nor_doubled(
