@@ -580,13 +580,13 @@ class LedgerActivities:
                 load.customer_id,
             )
             orders = await conn.fetch(
-                """SELECT order_id FROM redemptions
-                   WHERE customer_id = $1 AND redeemed_at >= $2 AND reversed_minor < discount_minor
-                   ORDER BY redeemed_at""",
+                """SELECT order_id FROM redemptions WHERE customer_id = $1 AND redeemed_at >= $2
+                   ORDER BY redeemed_at DESC LIMIT $3""",
                 load.customer_id,
                 load.redeemed_since,
+                load.max_orders,
             )
-            redemptions = [await _order_summary(conn, load.customer_id, row["order_id"]) for row in orders]
+            redemptions = [await _order_summary(conn, load.customer_id, row["order_id"]) for row in reversed(orders)]
         return WalletMemory(
             customer_id=load.customer_id,
             lots=[lot_from_row(row) for row in lots],

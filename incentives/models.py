@@ -322,6 +322,7 @@ class WalletMemory(Model):
 class LoadWalletInput(Model):
     customer_id: Id
     redeemed_since: Instant
+    max_orders: int = Field(gt=0, description="the most recent orders to load")
 
 
 class WalletView(Model):

@@ -444,7 +444,7 @@ class TestRevokeExpireRemind:
         await ledger.expire_lot(LotTransition(customer_id=customer, lot_id=dead, as_of=T0 + timedelta(days=1)))
         await ledger.redeem(redeem_at(customer, order, 250))
         snapshot = await ledger.load_wallet(
-            LoadWalletInput(customer_id=customer, redeemed_since=T0 - timedelta(days=1))
+            LoadWalletInput(customer_id=customer, redeemed_since=T0 - timedelta(days=1), max_orders=10)
         )
         assert [lot.lot_id for lot in snapshot.lots] == [live]
         assert [(r.order_id, r.discount, r.reversed) for r in snapshot.redemptions] == [(order, 250, 0)]

@@ -51,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
 
 WALLET_WORKFLOW = "Wallet"
 DEFAULT_REVERSAL_WINDOW = timedelta(days=90)
+# Bounds the memory carried across continue-as-new (well under the 2 MB payload limit).
+MAX_REMEMBERED_ORDERS = 1000
 
 
 def wallet_id(customer_id: str) -> str:
@@ -98,7 +100,11 @@ class WalletWorkflow:
         if not self._loaded:
             since = workflow.now() - self._window
             self._restore(
-                await ledger_calls.load_wallet(LoadWalletInput(customer_id=self._customer_id, redeemed_since=since))
+                await ledger_calls.load_wallet(
+                    LoadWalletInput(
+                        customer_id=self._customer_id, redeemed_since=since, max_orders=MAX_REMEMBERED_ORDERS
+                    )
+                )
             )
         while True:
             async with self._lock:
@@ -169,7 +175,7 @@ class WalletWorkflow:
             self._lots[lot.lot_id] = lot
         self._digests.update(memory.grant_digests)
         for summary in memory.redemptions:
-            self._orders[summary.order_id] = summary
+            self._remember_order(summary)
         self._loaded = True
 
     def _memory(self) -> WalletMemory:
@@ -189,12 +195,14 @@ class WalletWorkflow:
         return lot
 
     def _remember_order(self, summary: RedemptionSummary) -> None:
-        if summary.reversible > 0:
-            self._orders[summary.order_id] = summary
-            if self._planned is None:
-                self._wake = True
-        else:
-            self._orders.pop(summary.order_id, None)
+        """Remembers an order until its reversal window ends, fully reversed or not, so that a
+        retried redeem or reversal is recognised. Only the most recent orders are kept: for older
+        ones the validators defer to the ledger, which remembers everything."""
+        self._orders.pop(summary.order_id, None)
+        self._orders[summary.order_id] = summary
+        while len(self._orders) > MAX_REMEMBERED_ORDERS:
+            del self._orders[next(iter(self._orders))]
+        if self._planned is None:
             self._wake = True
 
     async def _ready(self) -> None:
