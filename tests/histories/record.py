@@ -79,9 +79,13 @@ async def many_updates(wallets: IncentivesClient, customer: str) -> None:
     """Enough updates, some concurrent, to continue-as-new (the server suggests it after 40 events)."""
     for i in range(4):
         await wallets.grant(credit(customer, f"{customer}-{i}", 1000))
-    await asyncio.gather(
-        *(wallets.redeem(RedeemRequest(customer_id=customer, order_id=f"o{i}", currency="USD", total=100)) for i in range(12))
-    )
+    for burst in range(2):
+        await asyncio.gather(
+            *(
+                wallets.redeem(RedeemRequest(customer_id=customer, order_id=f"o{burst}-{i}", currency="USD", total=100))
+                for i in range(12)
+            )
+        )
 
 
 async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url: str, until_closed: bool) -> None:
