@@ -113,6 +113,21 @@ async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
+async def default_limits_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server as a real cluster comes by default: 10 Updates in flight per workflow."""
+    search_attributes = [
+        arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
+    ]
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=search_attributes,
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)

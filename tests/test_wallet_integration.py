@@ -112,6 +112,30 @@ class TestExactlyOnce:
         await assert_ledger_balances(pool, customer)
 
 
+class TestDefaultServerLimits:
+    async def test_fifty_concurrent_redeems_with_ten_updates_in_flight_are_each_answered_truly(
+        self, default_limits_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        """Past the server's in-flight limit, updates are refused or aborted and retried. Every
+        order must still end either charged and answered with its breakdown, or rejected and not
+        charged: never charged and told otherwise."""
+        customer, lot_id = new_id("c"), new_id("lot")
+        async with running_wallets(default_limits_server.client, pool) as wallets:
+            await wallets.grant(credit(lot_id, customer, 3000))
+            orders = [new_id("o") for _ in range(50)]
+            results = await asyncio.gather(
+                *(wallets.redeem(order(customer, o, 70)) for o in orders), return_exceptions=True
+            )
+        charged = {
+            row["order_id"]
+            for row in await pool.fetch("SELECT order_id FROM redemptions WHERE customer_id = $1", customer)
+        }
+        answers = {(type(result).__name__, o in charged) for o, result in zip(orders, results, strict=True)}
+        assert answers <= {("Redemption", True), ("NothingToRedeem", False)}, answers
+        assert len(charged) == 43
+        await assert_ledger_balances(pool, customer)
+
+
 @asynccontextmanager
 async def worker_process(
     env: WorkflowEnvironment, database_url: str, task_queue: str, log: Path
