@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -92,7 +90,6 @@ class WalletWorkflow:
         # The instant the main loop sleeps until; a handler that needs it sooner wakes it.
         self._planned: datetime | None = None
         self._wake = False
-        self._in_flight: Counter[str] = Counter()
         if start.memory is not None:
             self._restore(start.memory)
 
@@ -217,25 +214,8 @@ class WalletWorkflow:
 
     # -- updates ------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _handling(self, key: str) -> Iterator[None]:
-        """Marks a caller's id as being handled. A server that aborts an update it had already
-        delivered (capacity, a failed workflow task) may deliver it again while the first handler
-        still runs; the validators must then accept it, and the ledger returns the first result."""
-        self._in_flight[key] += 1
-        try:
-            yield
-        finally:
-            self._in_flight[key] -= 1
-            if not self._in_flight[key]:
-                del self._in_flight[key]
-
     @workflow.update(name="grant")
     async def grant(self, request: GrantRequest) -> Lot:
-        with self._handling(f"grant:{request.lot_id}"):
-            return await self._grant(request)
-
-    async def _grant(self, request: GrantRequest) -> Lot:
         await self._ready()
         async with self._lock:
             lot = await ledger_calls.grant_lot(GrantInput(request=request, granted_at=workflow.now()))
@@ -251,10 +231,6 @@ class WalletWorkflow:
 
     @workflow.update(name="redeem")
     async def redeem(self, request: RedeemRequest) -> Redemption:
-        with self._handling(f"redeem:{request.order_id}"):
-            return await self._redeem(request)
-
-    async def _redeem(self, request: RedeemRequest) -> Redemption:
         await self._ready()
         async with self._lock:
             outcome = await ledger_calls.redeem(RedeemInput(request=request, as_of=workflow.now()))
@@ -266,7 +242,7 @@ class WalletWorkflow:
     @redeem.validator
     def _validate_redeem(self, request: RedeemRequest) -> None:
         self._check_customer(request.customer_id)
-        if not self._loaded or request.order_id in self._orders or f"redeem:{request.order_id}" in self._in_flight:
+        if not self._loaded or request.order_id in self._orders:
             return  # a retry, or memory not loaded yet: the ledger decides
         coupon = self._lots.get(request.coupon_lot_id) if request.coupon_lot_id else None
         if request.coupon_lot_id is not None and coupon is None:
@@ -278,10 +254,6 @@ class WalletWorkflow:
 
     @workflow.update(name="reverse")
     async def reverse(self, request: ReverseRequest) -> Reversal:
-        with self._handling(f"reverse:{request.reversal_id}"):
-            return await self._reverse(request)
-
-    async def _reverse(self, request: ReverseRequest) -> Reversal:
         await self._ready()
         async with self._lock:
             outcome = await ledger_calls.reverse(ReverseInput(request=request, as_of=workflow.now()))
@@ -294,8 +266,7 @@ class WalletWorkflow:
     def _validate_reverse(self, request: ReverseRequest) -> None:
         self._check_customer(request.customer_id)
         order = self._orders.get(request.order_id)
-        retry = f"reverse:{request.reversal_id}" in self._in_flight
-        if order is None or retry or request.reversal_id in order.reversal_ids:
+        if order is None or request.reversal_id in order.reversal_ids:
             return  # an older order, or a retry: the ledger decides
         wanted = request.amount if request.amount is not None else order.reversible
         if wanted > order.reversible:
@@ -308,10 +279,6 @@ class WalletWorkflow:
 
     @workflow.update(name="revoke")
     async def revoke(self, request: RevokeRequest) -> Revocation:
-        with self._handling(f"revoke:{request.lot_id}"):
-            return await self._revoke(request)
-
-    async def _revoke(self, request: RevokeRequest) -> Revocation:
         await self._ready()
         async with self._lock:
             outcome = await ledger_calls.revoke_lot(RevokeInput(request=request, as_of=workflow.now()))
@@ -323,7 +290,7 @@ class WalletWorkflow:
     def _validate_revoke(self, request: RevokeRequest) -> None:
         self._check_customer(request.customer_id)
         lot = self._lots.get(request.lot_id)
-        if lot is not None and lot.status == "expired" and f"revoke:{request.lot_id}" not in self._in_flight:
+        if lot is not None and lot.status == "expired":
             raise _reject(LotNotRevocable(f"lot {request.lot_id} has already expired"))
 
     # -- queries -------------------------------------------------------------------------------
