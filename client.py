@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
@@ -50,7 +50,7 @@ _FLAGS = {
 
 
 @asynccontextmanager
-async def connect(settings: Settings | None = None) -> Any:
+async def connect(settings: Settings | None = None) -> AsyncIterator[IncentivesClient]:
     """An `IncentivesClient` on the configured Temporal and Postgres, closed on exit."""
     settings = settings or Settings()
     temporal = await connect_temporal(settings)

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import structlog
+import temporalio.workflow
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
@@ -49,6 +50,9 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # Temporal's workflow logger carries the workflow's ids as a structured field already
+    # (`temporal_workflow`); appended to the message too, they would only make it unreadable.
+    temporalio.workflow.logger.workflow_info_on_message = False
 
 
 def get_logger(name: str, **context: Any) -> structlog.stdlib.BoundLogger:

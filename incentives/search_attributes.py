@@ -5,6 +5,5 @@ from __future__ import annotations
 from temporalio.common import SearchAttributeKey
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-PROMOTION_ID = SearchAttributeKey.for_keyword("PromotionId")
 
-SEARCH_ATTRIBUTES: dict[str, str] = {CUSTOMER_ID.name: "Keyword", PROMOTION_ID.name: "Keyword"}
+SEARCH_ATTRIBUTES: dict[str, str] = {CUSTOMER_ID.name: "Keyword"}

@@ -131,19 +131,24 @@ class WalletWorkflow:
         now = workflow.now()
         for lot in sorted(self._lots.values(), key=lambda lot: lot.lot_id):
             transition = LotTransition(customer_id=self._customer_id, lot_id=lot.lot_id, as_of=now)
+            ids = {"customer_id": self._customer_id, "lot_id": lot.lot_id, "promotion_id": lot.promotion_id}
             try:
                 if lot.status == "pending" and lot.effective_at is not None and lot.effective_at <= now:
                     lot = self._remember(await ledger_calls.activate_lot(transition))
+                    workflow.logger.info("lot activated", extra=ids)
                 if _reminder_due(lot, now):
                     lot = self._remember(await ledger_calls.record_reminder(transition))
+                    workflow.logger.info("reminder recorded", extra=ids)
                 if lot.status in ("pending", "active") and lot.expires_at is not None and lot.expires_at <= now:
-                    self._remember((await ledger_calls.expire_lot(transition)).lot)
+                    expired = await ledger_calls.expire_lot(transition)
+                    self._remember(expired.lot)
+                    workflow.logger.info("lot expired", extra={**ids, "amount": expired.expiry.amount})
             except ApplicationError as refused:
                 # The ledger refused a timer's transition: it knows better than this copy. Reload the
                 # lot's truth on the next run instead of failing the wallet; say so loudly.
                 workflow.logger.error(
                     "ledger refused a timed transition; dropping the lot from memory",
-                    extra={"lot_id": lot.lot_id, "error_type": refused.type, "error": refused.message},
+                    extra={**ids, "error_type": refused.type, "error": refused.message},
                 )
                 self._lots.pop(lot.lot_id, None)
         horizon = now - self._window
