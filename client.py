@@ -17,10 +17,14 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from rich.console import Console
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from incentives import devstack, render
 from incentives.api import IncentivesClient
@@ -30,6 +34,7 @@ from incentives.models import CouponTerms, GrantRequest, Model, RedeemRequest, R
 from incentives.money import check_currency, parse_amount
 from incentives.settings import Settings
 from incentives.timeparse import parse_duration, parse_instant
+from workflows import WORKFLOWS
 
 __all__ = ["IncentivesClient", "connect", "main"]
 
@@ -116,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     wallet.add_argument("--json", action="store_true")
 
     commands.add_parser("worker", help="run a worker: the wallets' workflows and the ledger activities")
+
+    replay = commands.add_parser(
+        "replay", help="replay saved workflow histories against this code (temporal workflow show --output json)"
+    )
+    replay.add_argument("histories", nargs="+", type=Path, metavar="HISTORY.json")
 
     dev = commands.add_parser("dev", help="the embedded Temporal dev server and PostgreSQL")
     dev.add_argument("action", choices=["up", "down", "status"])
@@ -229,6 +239,9 @@ async def _run(args: argparse.Namespace, settings: Settings, console: Console) -
 
         await run_worker(settings)
         return
+    if args.command == "replay":
+        await _replay(args.histories, console)
+        return
     # Parse everything the command line can tell before touching any server.
     request: Model | None = None
     if args.command == "grant":
@@ -263,6 +276,27 @@ async def _dev(action: str, settings: Settings, console: Console) -> None:
     else:
         for line in devstack.describe(devstack.status(settings)):
             console.print(line, highlight=False, soft_wrap=True)
+
+
+async def _replay(paths: list[Path], console: Console) -> None:
+    """Replays each history with the workflows this code registers; `Rejected` if any diverges."""
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    diverged = []
+    for path in paths:
+        try:
+            history = WorkflowHistory.from_json(path.stem, path.read_text())
+        except (OSError, ValueError, KeyError) as error:
+            raise InvalidInput(str(path), f"not a workflow history in JSON ({error})") from None
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        if result.replay_failure is None:
+            console.print(f"[green]ok[/green]       {path} ({len(history.events)} events)")
+        else:
+            console.print(f"[red]diverged[/red] {path}: {result.replay_failure}")
+            diverged.append(str(path))
+    if diverged:
+        raise Rejected(
+            f"{len(diverged)} of {len(paths)} histories do not replay against this code: {', '.join(diverged)}"
+        )
 
 
 def _fail(code: int, message: str) -> int:

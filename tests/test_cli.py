@@ -327,3 +327,23 @@ class TestConsoleScript:
             result.stderr
             == "incentives: error: --total: '10.001' has more decimals than USD allows (at most 2 decimal(s))\n"
         )
+
+
+class TestReplay:
+    async def test_replay_accepts_the_recorded_histories_and_refuses_a_diverging_one(
+        self, capsys: pytest.CaptureFixture[str], project_root: Path, tmp_path: Path
+    ) -> None:
+        cli = Cli(capsys)
+        histories = sorted(str(p) for p in (project_root / "tests" / "histories").glob("*.json"))
+        ok = await cli("replay", *histories)
+        assert ok.code == 0, ok.err
+        assert ok.out.count("ok ") == len(histories)
+        changed = tmp_path / "changed.json"
+        timers = project_root / "tests" / "histories" / "wallet_timers_0.json"
+        changed.write_text(timers.read_text().replace('"expire_lot"', '"expire_lots"'))
+        diverged = await cli("replay", str(changed))
+        assert diverged.code == 1
+        assert "does not match activity type" in diverged.out
+        garbage = tmp_path / "garbage.json"
+        garbage.write_text("{}")
+        assert (await cli("replay", str(garbage))).code == 2

@@ -25,6 +25,7 @@ from incentives.errors import Rejected
 from incentives.migrations import migrate
 from incentives.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
 from incentives.stack import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from tests.harness import eventually
 from worker import build_worker
 from workflows.wallet import wallet_id
 
@@ -111,11 +112,11 @@ async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url:
 
 async def _wait_closed(client: Client, customer: str) -> None:
     handle = client.get_workflow_handle(wallet_id(customer))
-    deadline = time.monotonic() + 60
-    while (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"wallet of {customer} did not complete")
-        await asyncio.sleep(0.2)
+
+    async def closed() -> None:
+        assert (await handle.describe()).status != WorkflowExecutionStatus.RUNNING, f"wallet of {customer} still runs"
+
+    await eventually(closed, timeout=60)
 
 
 async def _write_runs(client: Client, customer: str, name: str) -> None:
