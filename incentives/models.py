@@ -30,9 +30,6 @@ LotStatus = Literal["pending", "active", "used_up", "expired", "revoked"]
 EntryType = Literal["grant", "redeem", "reverse", "expire", "revoke"]
 EventType = Literal["granted", "activated", "reminder", "expired", "redeemed", "reversed", "revoked"]
 
-LIVE_STATUSES: frozenset[LotStatus] = frozenset({"pending", "active", "used_up"})
-"""Statuses from which a lot can still change by time (activate, remind, expire)."""
-
 
 class Model(BaseModel):
     """Immutable, strict about unknown fields: a typo in a spec or a payload is an error."""

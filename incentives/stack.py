@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -291,7 +290,8 @@ class DetachedWorker:
         running = self.pid()
         if running is not None:
             return running
-        incentives = shutil.which("incentives") or str(Path(sys.executable).parent / "incentives")
+        # The command installed beside this interpreter: the same code as the caller's.
+        incentives = str(Path(sys.executable).parent / "incentives")
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
                 [incentives, "worker"],
