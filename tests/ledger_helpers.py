@@ -42,6 +42,11 @@ async def ledger_rows(pool: Pool, customer_id: str) -> list[tuple[str, str, int,
     return [(r["entry_type"], r["lot_id"], r["amount_minor"], r["order_id"]) for r in rows]
 
 
+async def entry_amounts(pool: Pool, customer_id: str) -> list[tuple[str, int]]:
+    """(entry_type, amount) of the customer's ledger rows, in the order they were written."""
+    return [(entry_type, amount) for entry_type, _, amount, _ in await ledger_rows(pool, customer_id)]
+
+
 async def remaining(pool: Pool, lot_id: str) -> tuple[int, str]:
     row = await pool.fetchrow("SELECT remaining_minor, status FROM lots WHERE lot_id = $1", lot_id)
     assert row is not None, f"lot {lot_id} exists"
