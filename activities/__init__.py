@@ -1,5 +1,13 @@
-"""Activities: the only code that writes to Postgres."""
+"""Activities: the only code that writes value to Postgres. `all_activities` is what a worker registers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from activities.ledger import LedgerActivities
+from incentives.adapters.db import Pool
 
-__all__ = ["LedgerActivities"]
+
+def all_activities(pool: Pool) -> list[Callable[..., Any]]:
+    return LedgerActivities(pool).activities()

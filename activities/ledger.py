@@ -28,9 +28,10 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from incentives import rules
-from incentives.db import Connection, Pool
-from incentives.errors import (
+from incentives.adapters.db import Connection, Pool
+from incentives.adapters.rows import Row, lot_from_row
+from incentives.domain import rules
+from incentives.domain.errors import (
     ExpiryInPast,
     InsufficientValue,
     LotConflict,
@@ -43,29 +44,30 @@ from incentives.errors import (
     UnknownLot,
     UnknownOrder,
 )
-from incentives.models import (
-    Applied,
-    EntryType,
-    EventType,
+from incentives.domain.messages import (
     ExpireOutcome,
     Expiry,
     GrantInput,
     LoadWalletInput,
-    Lot,
     LotTransition,
     RedeemInput,
     RedeemOutcome,
-    Redemption,
-    RedemptionSummary,
-    Reversal,
     ReverseInput,
     ReverseOutcome,
-    Revocation,
     RevokeInput,
     RevokeOutcome,
     WalletMemory,
 )
-from incentives.rows import Row, lot_from_row
+from incentives.domain.models import (
+    Applied,
+    EntryType,
+    EventType,
+    Lot,
+    Redemption,
+    RedemptionSummary,
+    Reversal,
+    Revocation,
+)
 
 
 @contextlib.contextmanager

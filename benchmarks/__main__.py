@@ -25,19 +25,19 @@ from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from benchmarks.probes import PROBE_SETUP, NoopEntity, ProbeActivities, bare_redeem_transaction
-from incentives.api import IncentivesClient
-from incentives.db import Pool, create_pool
-from incentives.errors import Rejected
-from incentives.logs import configure_logging
-from incentives.migrations import migrate
-from incentives.models import GrantRequest, RedeemRequest
-from incentives.stack import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
-from worker import build_worker
+from incentives.adapters.db import Pool, create_pool
+from incentives.adapters.logs import configure_logging
+from incentives.adapters.migrations import migrate
+from incentives.adapters.temporal import DATA_CONVERTER
+from incentives.app.client import IncentivesClient
+from incentives.app.worker import build_worker
+from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.domain.errors import Rejected
+from incentives.domain.models import GrantRequest, RedeemRequest
 
 
 @dataclass
@@ -233,7 +233,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
             pool = await create_pool(postgres.url(), max_size=20)
             await migrate(pool)
             env = await WorkflowEnvironment.start_local(
-                data_converter=pydantic_data_converter,
+                data_converter=DATA_CONVERTER,
                 dev_server_existing_path=str(TEMPORAL_BIN),
                 dev_server_extra_args=temporal_dev_server_args(),
             )

@@ -14,7 +14,7 @@ from datetime import timedelta
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from incentives.db import Pool
+    from incentives.adapters.db import Pool
 
 PROBE_SETUP = """
 CREATE TABLE IF NOT EXISTS probe_lots (lot_id text PRIMARY KEY, remaining bigint NOT NULL CHECK (remaining >= 0));

@@ -14,16 +14,16 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from client import connect
-from incentives import devstack, render
-from incentives.api import IncentivesClient
-from incentives.connect import connect_database
-from incentives.db import Pool
-from incentives.errors import IncentivesError, Rejected
-from incentives.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
-from incentives.money import format_money
-from incentives.settings import Settings
-from incentives.stack import DetachedWorker
+from incentives.adapters.db import Pool
+from incentives.adapters.migrations import connect_database
+from incentives.adapters.settings import Settings
+from incentives.app.client import IncentivesClient, connect
+from incentives.cli import render
+from incentives.devstack import commands as devstack
+from incentives.devstack.servers import DetachedWorker
+from incentives.domain.errors import IncentivesError, Rejected
+from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
+from incentives.domain.money import format_money
 
 REMIND_AFTER = timedelta(seconds=15)
 EXPIRE_AFTER = timedelta(seconds=40)

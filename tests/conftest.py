@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from incentives.db import Pool, create_pool
-from incentives.logs import configure_logging
-from incentives.migrations import migrate
-from incentives.search_attributes import SEARCH_ATTRIBUTES
-from incentives.stack import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.adapters.db import Pool, create_pool
+from incentives.adapters.logs import configure_logging
+from incentives.adapters.migrations import migrate
+from incentives.adapters.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, search_attribute_flags
+from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 
 TEMPORAL_TEST_SERVER_BIN = TEMPORAL_BIN.parent / "temporal-test-server"
 SHORT_HISTORY = 40
@@ -88,7 +87,7 @@ async def _register_search_attributes(env: WorkflowEnvironment) -> None:
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server, with the settings the embedded stack uses."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(TEMPORAL_BIN),
         dev_server_extra_args=temporal_dev_server_args(),
     )
@@ -100,7 +99,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server that suggests continue-as-new after 40 history events, so tests reach it quickly."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(TEMPORAL_BIN),
         dev_server_extra_args=[
             *temporal_dev_server_args(),
@@ -115,13 +114,10 @@ async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def default_limits_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server as a real cluster comes by default: 10 Updates in flight per workflow."""
-    search_attributes = [
-        arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")
-    ]
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=str(TEMPORAL_BIN),
-        dev_server_extra_args=search_attributes,
+        dev_server_extra_args=search_attribute_flags(),
     )
     async with env:
         yield env
@@ -130,7 +126,7 @@ async def default_limits_server() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
+        data_converter=DATA_CONVERTER, test_server_existing_path=str(TEMPORAL_TEST_SERVER_BIN)
     )
     async with env:
         await _register_search_attributes(env)

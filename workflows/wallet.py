@@ -25,32 +25,41 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from incentives import rules
-    from incentives.errors import LotConflict, LotNotRevocable, Rejected, ReversalExceedsRedeemed, WrongWallet
-    from incentives.models import (
+    from incentives.domain import rules
+    from incentives.domain.errors import (
+        LotConflict,
+        LotNotRevocable,
+        Rejected,
+        ReversalExceedsRedeemed,
+        WrongWallet,
+        to_failure,
+    )
+    from incentives.domain.messages import (
+        DEFAULT_REVERSAL_WINDOW,
         GrantInput,
-        GrantRequest,
         LoadWalletInput,
-        Lot,
         LotTransition,
-        Model,
         RedeemInput,
+        ReverseInput,
+        RevokeInput,
+        WalletMemory,
+    )
+    from incentives.domain.models import (
+        GrantRequest,
+        Lot,
+        Model,
         RedeemRequest,
         Redemption,
         RedemptionSummary,
         Reversal,
-        ReverseInput,
         ReverseRequest,
         Revocation,
-        RevokeInput,
         RevokeRequest,
-        WalletMemory,
     )
-    from incentives.money import format_money
-    from workflows import ledger_calls
+    from incentives.domain.money import format_money
+    from workflows import activity_calls
 
 WALLET_WORKFLOW = "Wallet"
-DEFAULT_REVERSAL_WINDOW = timedelta(days=90)
 # Bounds the memory carried across continue-as-new (well under the 2 MB payload limit).
 MAX_REMEMBERED_ORDERS = 1000
 
@@ -70,10 +79,6 @@ class WalletClosed(Model):
 
     customer_id: str
     closed_at: datetime
-
-
-def _reject(error: Rejected) -> ApplicationError:
-    return ApplicationError(error.message, type=type(error).__name__, non_retryable=True)
 
 
 @workflow.defn(name=WALLET_WORKFLOW)
@@ -100,7 +105,7 @@ class WalletWorkflow:
         if not self._loaded:
             since = workflow.now() - self._window
             self._restore(
-                await ledger_calls.load_wallet(
+                await activity_calls.load_wallet(
                     LoadWalletInput(
                         customer_id=self._customer_id, redeemed_since=since, max_orders=MAX_REMEMBERED_ORDERS
                     )
@@ -134,13 +139,13 @@ class WalletWorkflow:
             ids = {"customer_id": self._customer_id, "lot_id": lot.lot_id, "promotion_id": lot.promotion_id}
             try:
                 if lot.status == "pending" and lot.effective_at is not None and lot.effective_at <= now:
-                    lot = self._remember(await ledger_calls.activate_lot(transition))
+                    lot = self._remember(await activity_calls.activate_lot(transition))
                     workflow.logger.info("lot activated", extra=ids)
                 if _reminder_due(lot, now):
-                    lot = self._remember(await ledger_calls.record_reminder(transition))
+                    lot = self._remember(await activity_calls.record_reminder(transition))
                     workflow.logger.info("reminder recorded", extra=ids)
                 if lot.status in ("pending", "active") and lot.expires_at is not None and lot.expires_at <= now:
-                    expired = await ledger_calls.expire_lot(transition)
+                    expired = await activity_calls.expire_lot(transition)
                     self._remember(expired.lot)
                     workflow.logger.info("lot expired", extra={**ids, "amount": expired.expiry.amount})
             except ApplicationError as refused:
@@ -215,15 +220,15 @@ class WalletWorkflow:
 
     def _check_customer(self, customer_id: str) -> None:
         if customer_id != self._customer_id:
-            raise _reject(WrongWallet(f"this is the wallet of {self._customer_id}, not of {customer_id}"))
+            raise to_failure(WrongWallet(f"this is the wallet of {self._customer_id}, not of {customer_id}"))
 
-    # -- updates ------------------------------------------------------------------------------
+    # -- updates: each method name is its wire name, held in histories; never rename one --
 
-    @workflow.update(name="grant")
+    @workflow.update
     async def grant(self, request: GrantRequest) -> Lot:
         await self._ready()
         async with self._lock:
-            lot = await ledger_calls.grant_lot(GrantInput(request=request, granted_at=workflow.now()))
+            lot = await activity_calls.grant_lot(GrantInput(request=request, granted_at=workflow.now()))
             self._digests[lot.lot_id] = request.digest()
             return self._remember(lot)
 
@@ -232,13 +237,13 @@ class WalletWorkflow:
         self._check_customer(request.customer_id)
         known = self._digests.get(request.lot_id)
         if known is not None and known != request.digest():
-            raise _reject(LotConflict(f"lot {request.lot_id} was already granted with a different payload"))
+            raise to_failure(LotConflict(f"lot {request.lot_id} was already granted with a different payload"))
 
-    @workflow.update(name="redeem")
+    @workflow.update
     async def redeem(self, request: RedeemRequest) -> Redemption:
         await self._ready()
         async with self._lock:
-            outcome = await ledger_calls.redeem(RedeemInput(request=request, as_of=workflow.now()))
+            outcome = await activity_calls.redeem(RedeemInput(request=request, as_of=workflow.now()))
             for lot in outcome.lots:
                 self._remember(lot)
             self._remember_order(outcome.order)
@@ -255,13 +260,13 @@ class WalletWorkflow:
         try:
             rules.allocate(request, coupon, self._lots.values(), workflow.now())
         except Rejected as rejected:
-            raise _reject(rejected) from None
+            raise to_failure(rejected) from None
 
-    @workflow.update(name="reverse")
+    @workflow.update
     async def reverse(self, request: ReverseRequest) -> Reversal:
         await self._ready()
         async with self._lock:
-            outcome = await ledger_calls.reverse(ReverseInput(request=request, as_of=workflow.now()))
+            outcome = await activity_calls.reverse(ReverseInput(request=request, as_of=workflow.now()))
             for lot in outcome.lots:
                 self._remember(lot)
             self._remember_order(outcome.order)
@@ -275,18 +280,18 @@ class WalletWorkflow:
             return  # an older order, or a retry: the ledger decides
         wanted = request.amount if request.amount is not None else order.reversible
         if wanted > order.reversible:
-            raise _reject(
+            raise to_failure(
                 ReversalExceedsRedeemed(
                     f"cannot reverse {format_money(wanted, order.currency)}: only "
                     f"{format_money(order.reversible, order.currency)} of order {request.order_id} is left to reverse"
                 )
             )
 
-    @workflow.update(name="revoke")
+    @workflow.update
     async def revoke(self, request: RevokeRequest) -> Revocation:
         await self._ready()
         async with self._lock:
-            outcome = await ledger_calls.revoke_lot(RevokeInput(request=request, as_of=workflow.now()))
+            outcome = await activity_calls.revoke_lot(RevokeInput(request=request, as_of=workflow.now()))
             self._remember(outcome.lot)
             self._wake = True
             return outcome.revocation
@@ -296,7 +301,7 @@ class WalletWorkflow:
         self._check_customer(request.customer_id)
         lot = self._lots.get(request.lot_id)
         if lot is not None and lot.status == "expired":
-            raise _reject(LotNotRevocable(f"lot {request.lot_id} has already expired"))
+            raise to_failure(LotNotRevocable(f"lot {request.lot_id} has already expired"))
 
     # -- queries -------------------------------------------------------------------------------
 

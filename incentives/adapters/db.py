@@ -1,0 +1,45 @@
+"""Connections to Postgres: one pool per process, JSON codecs, and a clear error when unreachable."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from incentives.domain.errors import Unavailable
+
+# asyncpg's classes are generic only in its stubs.
+if TYPE_CHECKING:
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Connection: TypeAlias = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+else:
+    Pool = asyncpg.Pool
+    Connection = asyncpg.pool.PoolConnectionProxy
+
+
+async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    for json_type in ("json", "jsonb"):
+        await conn.set_type_codec(json_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> Pool:
+    """A pool whose connections speak JSON; `Unavailable` if Postgres cannot be reached."""
+    try:
+        pool = await asyncpg.create_pool(
+            database_url, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise Unavailable(f"cannot connect to Postgres at {redact(database_url)}: {error}") from error
+    assert pool is not None
+    return pool
+
+
+def redact(database_url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or "@" not in rest:
+        return database_url
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{location}"

@@ -1,0 +1,48 @@
+"""Where Temporal and Postgres are: the configured servers, or the embedded ones `dev up` runs.
+
+Temporal: the standard Temporal client configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
+`TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`, `TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`); when it names no
+address, the embedded dev server on `INCENTIVES_TEMPORAL_PORT`.
+Postgres: `DATABASE_URL`; when unset, the embedded server under `INCENTIVES_HOME`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.envconfig import ClientConfigProfile
+
+from incentives.adapters.settings import EMBEDDED_DATABASE, Settings
+
+HINT = "run `incentives dev up` (or `./dev up`), or check TEMPORAL_ADDRESS / DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    temporal: dict[str, Any]
+    database_url: str
+    embedded_temporal: bool
+    embedded_postgres: bool
+
+    @property
+    def temporal_address(self) -> str:
+        return str(self.temporal["target_host"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.temporal.get("namespace", "default"))
+
+
+def embedded_database_url(data_dir: str, database: str = EMBEDDED_DATABASE) -> str:
+    """The embedded server listens only on a unix socket in its data directory."""
+    return f"postgresql://postgres@/{database}?host={data_dir}"
+
+
+def endpoints(settings: Settings) -> Endpoints:
+    config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    temporal_is_embedded = "target_host" not in config
+    if temporal_is_embedded:
+        config["target_host"] = settings.embedded_temporal_address
+    database_url = settings.database_url or embedded_database_url(str(settings.postgres_dir))
+    return Endpoints(config, database_url, temporal_is_embedded, settings.database_url is None)

@@ -1,0 +1,33 @@
+"""The one Temporal seam: the data converter, the search attributes and the connection, defined
+once and used by the client, the worker, the replayer, the tests, the benchmarks and the history
+recorder. A replayer configured unlike the worker would mis-decode payloads without a word."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+
+from incentives.adapters.endpoints import HINT, endpoints
+from incentives.adapters.settings import Settings
+from incentives.domain.errors import Unavailable
+
+DATA_CONVERTER: DataConverter = pydantic_data_converter
+
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+# Registered by `dev up` (and by the test servers); a real cluster registers them once by hand.
+SEARCH_ATTRIBUTES: dict[str, str] = {CUSTOMER_ID.name: "Keyword"}
+
+
+def search_attribute_flags() -> list[str]:
+    """`temporal server start-dev` flags that register the search attributes."""
+    return [arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")]
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    where = endpoints(settings)
+    try:
+        return await Client.connect(**where.temporal, data_converter=DATA_CONVERTER)
+    except RuntimeError as error:
+        raise Unavailable(f"cannot reach Temporal at {where.temporal_address}: {error}; {HINT}") from error

@@ -1,0 +1,194 @@
+"""`IncentivesClient`: the operations for a Python service, and the one implementation the CLI uses.
+
+Every value-changing call is an update-with-start on the customer's wallet (`wallet:<customer>`,
+conflict policy USE_EXISTING), so the first grant creates the wallet and any later call restarts
+a wallet that completed. The caller's id (lot, order, reversal) is the Temporal update id,
+suffixed with a digest of the payload: a retry of the same request is deduplicated by the server
+within a run and by the ledger across runs, and a different payload under the same id reaches
+the validators and is rejected as a conflict rather than answered from the first one.
+
+Capacity answers are retried here with backoff until `retry_deadline`, because the ids make a
+retry safe. They are told apart by status code and failure type, never by message text:
+RESOURCE_EXHAUSTED (too many updates in flight on one workflow), UNAVAILABLE (the server aborted
+the update), NOT_FOUND without details (the update was aborted because its run was closing:
+continue-as-new or completion), and the failure type `AcceptedUpdateCompletedWorkflow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from incentives.adapters.db import Pool
+from incentives.adapters.migrations import connect_database
+from incentives.adapters.settings import Settings
+from incentives.adapters.temporal import CUSTOMER_ID, connect_temporal
+from incentives.app import views
+from incentives.domain.errors import Unavailable, from_failure
+from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
+from incentives.domain.models import (
+    GrantRequest,
+    Lot,
+    Model,
+    RedeemRequest,
+    Redemption,
+    Reversal,
+    ReverseRequest,
+    Revocation,
+    RevokeRequest,
+    WalletView,
+)
+from workflows.wallet import WalletInput, WalletWorkflow, wallet_id
+
+Result = TypeVar("Result", bound=Model)
+WalletStart = WithStartWorkflowOperation[WalletWorkflow, Any]
+
+_CAPACITY_STATUSES = {RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.NOT_FOUND}
+# The server's failure type for an update accepted by a run that then closed before finishing it.
+_CLOSED_UNDER_UPDATE = "AcceptedUpdateCompletedWorkflow"
+
+
+def update_id(operation: str, caller_id: str, request: Model) -> str:
+    return f"{operation}:{caller_id}:{request.digest()[:16]}"
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, RPCError):
+        # A missing namespace is NOT_FOUND too, but says so in its details; an aborted update carries none.
+        return error.status in _CAPACITY_STATUSES and not error.grpc_status.details
+    if isinstance(error, WorkflowUpdateFailedError):
+        cause = error.cause
+        return isinstance(cause, ApplicationError) and cause.type == _CLOSED_UNDER_UPDATE
+    return False
+
+
+@asynccontextmanager
+async def connect(settings: Settings | None = None) -> AsyncIterator[IncentivesClient]:
+    """An `IncentivesClient` on the configured Temporal and Postgres, closed on exit."""
+    settings = settings or Settings()
+    temporal = await connect_temporal(settings)
+    pool = await connect_database(settings, max_size=4)
+    try:
+        yield IncentivesClient(temporal, pool, task_queue=settings.task_queue, reversal_window=settings.reversal_window)
+    finally:
+        await pool.close()
+
+
+class IncentivesClient:
+    """Grant, redeem, reverse, revoke through the wallets; read wallets from the ledger."""
+
+    def __init__(
+        self,
+        temporal: Client,
+        pool: Pool,
+        *,
+        task_queue: str,
+        reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW,
+        retry_deadline: timedelta = timedelta(seconds=30),
+        search_attributes: bool = True,
+    ) -> None:
+        self._temporal = temporal
+        self._pool = pool
+        self._task_queue = task_queue
+        self._reversal_window = reversal_window
+        self._retry_deadline = retry_deadline
+        self._search_attributes = search_attributes
+
+    @property
+    def task_queue(self) -> str:
+        return self._task_queue
+
+    async def grant(self, request: GrantRequest) -> Lot:
+        """Puts a lot into the customer's wallet; the same lot id again returns the existing lot."""
+        return await self._update(
+            request.customer_id,
+            lambda start: self._temporal.execute_update_with_start_workflow(
+                WalletWorkflow.grant,
+                request,
+                start_workflow_operation=start,
+                id=update_id("grant", request.lot_id, request),
+            ),
+        )
+
+    async def redeem(self, request: RedeemRequest) -> Redemption:
+        """Applies the coupon and credits to an order; the same order id again returns the same breakdown."""
+        return await self._update(
+            request.customer_id,
+            lambda start: self._temporal.execute_update_with_start_workflow(
+                WalletWorkflow.redeem,
+                request,
+                start_workflow_operation=start,
+                id=update_id("redeem", request.order_id, request),
+            ),
+        )
+
+    async def reverse(self, request: ReverseRequest) -> Reversal:
+        """Gives an order's discount back, all or `amount`; the same reversal id again is a no-op."""
+        return await self._update(
+            request.customer_id,
+            lambda start: self._temporal.execute_update_with_start_workflow(
+                WalletWorkflow.reverse,
+                request,
+                start_workflow_operation=start,
+                id=update_id("reverse", request.reversal_id, request),
+            ),
+        )
+
+    async def revoke(self, request: RevokeRequest) -> Revocation:
+        """Removes what is left of a lot, with a reason."""
+        return await self._update(
+            request.customer_id,
+            lambda start: self._temporal.execute_update_with_start_workflow(
+                WalletWorkflow.revoke,
+                request,
+                start_workflow_operation=start,
+                id=update_id("revoke", request.lot_id, request),
+            ),
+        )
+
+    async def wallet(self, customer_id: str, *, ledger_limit: int = 200) -> WalletView:
+        """The customer's balances, lots and most recent ledger rows, read from Postgres (the truth)."""
+        return await views.wallet_view(self._pool, customer_id, ledger_limit=ledger_limit)
+
+    async def order_currency(self, customer_id: str, order_id: str) -> str:
+        return await views.order_currency(self._pool, customer_id, order_id)
+
+    def _start(self, customer_id: str) -> WalletStart:
+        return WithStartWorkflowOperation(
+            WalletWorkflow.run,
+            WalletInput(customer_id=customer_id, reversal_window=self._reversal_window),
+            id=wallet_id(customer_id),
+            task_queue=self._task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, customer_id)])
+            if self._search_attributes
+            else None,
+        )
+
+    async def _update(self, customer_id: str, call: Callable[[WalletStart], Awaitable[Result]]) -> Result:
+        """`call` sends one update-with-start; it is sent again on a capacity answer, within the deadline."""
+        deadline = time.monotonic() + self._retry_deadline.total_seconds()
+        backoff = 0.05
+        while True:
+            try:
+                return await call(self._start(customer_id))
+            except (WorkflowUpdateFailedError, RPCError) as error:
+                rejected = from_failure(error.cause) if isinstance(error, WorkflowUpdateFailedError) else None
+                if rejected is not None:
+                    raise rejected from None
+                if not _retryable(error) or time.monotonic() + backoff > deadline:
+                    if isinstance(error, RPCError) and error.status == RPCStatusCode.UNAVAILABLE:
+                        raise Unavailable(f"cannot reach Temporal: {error.message}") from error
+                    raise
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, 1.0)

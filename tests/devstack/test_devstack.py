@@ -1,0 +1,69 @@
+"""`incentives dev up | down | status` in a scratch home: start, reuse, stale pid files, stop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from incentives.devstack.servers import free_port
+
+
+def dev(home: Path, *action: str, ports: tuple[int, int]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))}
+    env |= {
+        "INCENTIVES_HOME": str(home),
+        "INCENTIVES_TEMPORAL_PORT": str(ports[0]),
+        "INCENTIVES_TEMPORAL_UI_PORT": str(ports[1]),
+        "TEMPORAL_CONFIG_FILE": str(home / "no-temporal-config.toml"),
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "incentives"), "dev", *action],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "stack"
+
+
+def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(home: Path) -> None:
+    ports = (free_port(), free_port())
+    try:
+        up = dev(home, "up", ports=ports)
+        assert up.returncode == 0, up.stderr
+        assert f"127.0.0.1:{ports[0]}" in up.stdout
+        assert f"http://127.0.0.1:{ports[1]}" in up.stdout
+        assert f"host={home / 'pg'}" in up.stdout
+        temporal_pid = (home / "temporal.pid").read_text().strip()
+        postgres_pid = (home / "pg" / "postmaster.pid").read_text().split()[0]
+
+        again = dev(home, "up", ports=ports)
+        assert again.returncode == 0, again.stderr
+        assert (home / "temporal.pid").read_text().strip() == temporal_pid
+        assert (home / "pg" / "postmaster.pid").read_text().split()[0] == postgres_pid
+        assert f"running (pid {temporal_pid}" in dev(home, "status", ports=ports).stdout
+
+        down = dev(home, "down", ports=ports)
+        assert (down.returncode, down.stdout.strip()) == (0, "stopped Temporal, Postgres")
+        status = dev(home, "status", ports=ports).stdout
+        assert status.count("not running") == 2
+
+        # Pid files left by a crash name processes that are gone: neither blocks the next start.
+        (home / "temporal.pid").write_text("999999\n")
+        (home / "pg" / "postmaster.pid").write_text(f"999999\n{home / 'pg'}\n")
+        assert dev(home, "status", ports=ports).stdout.count("not running") == 2
+        restarted = dev(home, "up", ports=ports)
+        assert restarted.returncode == 0, restarted.stderr
+        assert (home / "temporal.pid").read_text().strip() != "999999"
+    finally:
+        dev(home, "down", ports=ports)
+    assert dev(home, "down", ports=ports).stdout.strip() == "nothing was running"

@@ -1,0 +1,47 @@
+"""Running wallets in tests: a worker on a fresh task queue, a client on it, and waiting on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import TypeVar
+
+from temporalio.client import Client
+
+from incentives.adapters.db import Pool
+from incentives.app.client import IncentivesClient
+from incentives.app.worker import WorkerOptions, build_worker
+from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def running_wallets(
+    temporal: Client,
+    pool: Pool,
+    *,
+    reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW,
+    options: WorkerOptions | None = None,
+) -> AsyncIterator[IncentivesClient]:
+    """A worker on its own task queue for the duration of the block, and a client that uses it."""
+    task_queue = f"test-{uuid.uuid4().hex[:12]}"
+    worker = build_worker(temporal, pool, task_queue, options)
+    async with worker:
+        yield IncentivesClient(temporal, pool, task_queue=task_queue, reversal_window=reversal_window)
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Polls `check` until it returns without an AssertionError, or re-raises the last one at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval)

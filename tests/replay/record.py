@@ -1,0 +1,155 @@
+"""Records wallet histories from real runs, for the replay tests: `python -m tests.replay.record`.
+
+Starts its own Postgres and Temporal dev servers (nothing shared with a running stack), drives one
+wallet per scenario through the real worker, and writes each run's history as JSON next to this
+file. Re-record only on purpose: the committed histories are what running wallets look like, and
+the point of replaying them is that new code must still accept them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from incentives.adapters.db import create_pool
+from incentives.adapters.migrations import migrate
+from incentives.adapters.temporal import DATA_CONVERTER
+from incentives.app.client import IncentivesClient
+from incentives.app.worker import build_worker
+from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.domain.errors import Rejected
+from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
+from tests.helpers import eventually
+from tests.helpers.builders import credit
+from workflows.wallet import wallet_id
+
+HERE = Path(__file__).parent / "histories"
+Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
+
+
+async def operations(wallets: IncentivesClient, customer: str) -> None:
+    """Every operation, each kind of rejection that reaches history, and a retried call."""
+    await wallets.grant(credit(f"{customer}-a", customer, 1000, expires_in=timedelta(days=30)))
+    await wallets.grant(credit(f"{customer}-a", customer, 1000, expires_in=timedelta(days=30)))
+    await wallets.grant(
+        GrantRequest(
+            lot_id=f"{customer}-cpn",
+            customer_id=customer,
+            currency="USD",
+            kind="coupon",
+            coupon=CouponTerms(percent_off=20, cap=500, min_order=1000),
+        )
+    )
+    redeem = RedeemRequest(
+        customer_id=customer, order_id="o1", currency="USD", total=3000, coupon_lot_id=f"{customer}-cpn"
+    )
+    await wallets.redeem(redeem)
+    await wallets.redeem(redeem)
+    await wallets.reverse(ReverseRequest(customer_id=customer, order_id="o1", reversal_id="r1", amount=300))
+    await wallets.revoke(RevokeRequest(customer_id=customer, lot_id=f"{customer}-a", reason="support"))
+    for rejected in (
+        wallets.redeem(RedeemRequest(customer_id=customer, order_id="o2", currency="USD", total=100)),
+        wallets.revoke(RevokeRequest(customer_id=customer, lot_id="unknown", reason="x")),
+        wallets.reverse(ReverseRequest(customer_id=customer, order_id="unknown", reversal_id="r9")),
+    ):
+        with contextlib.suppress(Rejected):
+            await rejected
+
+
+async def timers(wallets: IncentivesClient, customer: str) -> None:
+    """A pending lot that activates, a reminder, an expiry, and the wallet completing."""
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    await wallets.grant(credit(f"{customer}-later", customer, 300, effective_at=soon, expires_in=timedelta(seconds=3)))
+    await wallets.grant(
+        credit(f"{customer}-soon", customer, 500, expires_in=timedelta(seconds=4), remind_before=timedelta(seconds=2))
+    )
+    await wallets.redeem(RedeemRequest(customer_id=customer, order_id="o1", currency="USD", total=200))
+
+
+async def many_updates(wallets: IncentivesClient, customer: str) -> None:
+    """Enough updates, some concurrent, to continue-as-new (the server suggests it after 40 events)."""
+    for i in range(4):
+        await wallets.grant(credit(f"{customer}-{i}", customer, 1000))
+    for burst in range(2):
+        await asyncio.gather(
+            *(
+                wallets.redeem(RedeemRequest(customer_id=customer, order_id=f"o{burst}-{i}", currency="USD", total=100))
+                for i in range(12)
+            )
+        )
+
+
+async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url: str, until_closed: bool) -> None:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=[*temporal_dev_server_args(), *extra_args],
+    )
+    async with env:
+        pool = await create_pool(pool_url)
+        try:
+            task_queue = f"record-{name}"
+            customer = f"replay-{name}"
+            async with build_worker(env.client, pool, task_queue):
+                wallets = IncentivesClient(
+                    env.client, pool, task_queue=task_queue, reversal_window=timedelta(seconds=6)
+                )
+                await scenario(wallets, customer)
+                if until_closed:
+                    await _wait_closed(env.client, customer)
+            await _write_runs(env.client, customer, name)
+        finally:
+            await pool.close()
+
+
+async def _wait_closed(client: Client, customer: str) -> None:
+    handle = client.get_workflow_handle(wallet_id(customer))
+
+    async def closed() -> None:
+        assert (await handle.describe()).status != WorkflowExecutionStatus.RUNNING, f"wallet of {customer} still runs"
+
+    await eventually(closed, timeout=60)
+
+
+async def _write_runs(client: Client, customer: str, name: str) -> None:
+    runs = [execution async for execution in client.list_workflows(f"WorkflowId = '{wallet_id(customer)}'")]
+    for index, execution in enumerate(sorted(runs, key=lambda e: e.start_time)):
+        history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
+        if len(history.events) < 3:
+            continue  # a run the worker had not picked up yet: nothing to replay
+        path = HERE / f"wallet_{name}_{index}.json"
+        path.write_text(history.to_json() + "\n")
+        print(f"wrote {path.relative_to(HERE.parents[2])} ({len(history.events)} events)")
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        postgres = EmbeddedPostgres(Path(directory) / "pg")
+        postgres.start()
+        try:
+            await postgres.create_database()
+            pool = await create_pool(postgres.url())
+            await migrate(pool)
+            await pool.close()
+            await record("operations", operations, [], postgres.url(), until_closed=False)
+            await record("timers", timers, [], postgres.url(), until_closed=True)
+            await record(
+                "continue_as_new",
+                many_updates,
+                ["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+                postgres.url(),
+                until_closed=False,
+            )
+        finally:
+            postgres.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

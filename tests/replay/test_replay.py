@@ -1,0 +1,77 @@
+"""Recorded wallet histories (tests/replay/histories, from `python -m tests.replay.record`) replay
+against the current workflow code: a change that would break running wallets fails here."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows import WORKFLOWS
+
+with workflow.unsafe.imports_passed_through():
+    # This module defines a workflow, so the sandbox imports it; the seam reads settings from disk.
+    from incentives.adapters.temporal import DATA_CONVERTER
+from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow, wallet_id
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(wallet_id(path.stem), path.read_text())
+
+
+def _activities(path: Path) -> list[tuple[str, str | None]]:
+    """(activity type, failure type or None) of each activity a history scheduled."""
+    scheduled: dict[str, str] = {}
+    outcome: dict[str, str | None] = {}
+    for event in json.loads(path.read_text())["events"]:
+        if attributes := event.get("activityTaskScheduledEventAttributes"):
+            scheduled[event["eventId"]] = attributes["activityType"]["name"]
+        elif attributes := event.get("activityTaskFailedEventAttributes"):
+            failure = attributes["failure"].get("cause", attributes["failure"])
+            outcome[attributes["scheduledEventId"]] = failure.get("applicationFailureInfo", {}).get("type")
+    return [(name, outcome.get(event_id)) for event_id, name in scheduled.items()]
+
+
+def test_histories_cover_every_operation_rejection_timer_and_continue_as_new() -> None:
+    calls = [call for path in HISTORIES for call in _activities(path)]
+    assert {name for name, _ in calls} >= {
+        "load_wallet", "grant_lot", "redeem", "reverse", "revoke_lot", "activate_lot", "record_reminder", "expire_lot",
+    }  # fmt: skip
+    assert {failure for _, failure in calls} >= {"UnknownLot", "UnknownOrder"}  # rejections by the ledger
+    text = "\n".join(path.read_text() for path in HISTORIES)
+    assert "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text
+    assert "WORKFLOW_EXECUTION_COMPLETED" in text
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+@workflow.defn(name=WALLET_WORKFLOW)
+class WalletThatSleepsFirst(WalletWorkflow):
+    """The wallet with one change a careless edit could make: a timer before loading its memory."""
+
+    @workflow.run
+    async def run(self, start: WalletInput) -> WalletClosed:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(start)
+
+
+async def test_a_non_deterministic_change_fails_replay() -> None:
+    replayer = Replayer(workflows=[WalletThatSleepsFirst], data_converter=DATA_CONVERTER)
+    result = await replayer.replay_workflow(load(HISTORIES[0]), raise_on_replay_failure=False)
+    assert result.replay_failure is not None
+    assert (
+        "Nondeterminism" in type(result.replay_failure).__name__
+        or "nondeterminism" in str(result.replay_failure).lower()
+    )
