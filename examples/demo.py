@@ -161,7 +161,7 @@ async def run_demo(wallets: IncentivesClient, pool: Pool, ui_url: str | None) ->
     await wait_for(f"the reminder for {soon.lot_id}", reminded, 40)
     await wait_for(f"{soon.lot_id} to expire", lambda: lot_status(soon.lot_id, "expired"), 60)
     written_off = await pool.fetchval(
-        "SELECT -amount_minor FROM ledger_entries WHERE idempotency_key = $1", f"expire:{soon.lot_id}"
+        "SELECT -amount_minor FROM ledger_entries WHERE entry_type = 'expire' AND lot_id = $1", soon.lot_id
     )
     console.print(f"  {format_money(written_off, 'USD')} of {soon.lot_id} expired (breakage)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from incentives.domain.models import CouponTerms, LedgerEntry, Lot
+from incentives.domain.models import Applied, CouponTerms, LedgerEntry, Lot, Redemption, RedemptionSummary
 
 Row = Any  # asyncpg.Record: untyped columns, converted to models right away
 
@@ -53,4 +53,28 @@ def ledger_entry_from_row(row: Row) -> LedgerEntry:
         workflow_id=row["workflow_id"],
         run_id=row["run_id"],
         created_at=row["created_at"],
+    )
+
+
+def redemption_from_row(row: Row) -> Redemption:
+    return Redemption(
+        customer_id=row["customer_id"],
+        order_id=row["order_id"],
+        currency=row["currency"],
+        total=row["total_minor"],
+        discount=row["discount_minor"],
+        to_pay=row["to_pay_minor"],
+        applied=[Applied.model_validate(part) for part in row["breakdown"]],
+        redeemed_at=row["redeemed_at"],
+    )
+
+
+def order_summary_from_row(row: Row) -> RedemptionSummary:
+    return RedemptionSummary(
+        order_id=row["order_id"],
+        currency=row["currency"],
+        discount=row["discount_minor"],
+        reversed=row["reversed_minor"],
+        reversal_ids=list(row["reversal_ids"]),
+        redeemed_at=row["redeemed_at"],
     )

@@ -1,0 +1,218 @@
+"""The write primitives every ledger activity shares, each keeping one guarantee in one place.
+
+- `lock_customer`: every transaction first takes the customer's advisory lock, so two writers for
+  one customer never interleave (the wallet serializes them already; this is the second line).
+- `write_entry`: one append-only ledger row, unique by (type, lot, order, reversal) in Postgres, so
+  a retried write cannot double.
+- `publish`: the outbox event, in the same transaction as the change it describes.
+- `take` and `give_back`: the only decrements and increments of a lot, each a conditional UPDATE
+  backed by CHECK constraints, so a stale or concurrent caller cannot overspend.
+- `write_off_again`: value reversed into a lot that has expired or been revoked leaves it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import structlog
+from temporalio import activity
+
+from incentives.adapters.db import Connection
+from incentives.adapters.rows import Row
+from incentives.domain.errors import InsufficientValue, Rejected, UnknownLot, to_failure
+from incentives.domain.models import Applied, EntryType, EventType
+
+
+@contextlib.contextmanager
+def rejections_as_failures() -> Iterator[None]:
+    """A business-rule refusal leaves an activity as the non-retryable failure Temporal carries."""
+    try:
+        yield
+    except Rejected as rejected:
+        raise to_failure(rejected) from None
+
+
+def origin() -> tuple[str | None, str | None]:
+    """The workflow on whose behalf this activity writes, recorded on every ledger row."""
+    if not activity.in_activity():
+        return None, None
+    info = activity.info()
+    return info.workflow_id, info.workflow_run_id
+
+
+def activity_log(**context: Any) -> structlog.stdlib.BoundLogger:
+    workflow_id, run_id = origin()
+    name = activity.info().activity_type if activity.in_activity() else None
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger("incentives.ledger")
+    return logger.bind(activity=name, workflow_id=workflow_id, run_id=run_id, **context)
+
+
+async def lock_customer(conn: Connection, customer_id: str) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('customer:' || $1, 0))", customer_id)
+
+
+async def fetch_one(conn: Connection, sql: str, *args: Any) -> Row:
+    """The one row that must exist: on a row this transaction holds locked, or that it checked."""
+    row = await conn.fetchrow(sql, *args)
+    assert row is not None, "the row is locked by this transaction or known to exist"
+    return row
+
+
+async def lot_for_update(conn: Connection, customer_id: str, lot_id: str) -> Row:
+    row = await conn.fetchrow(
+        "SELECT * FROM lots WHERE lot_id = $1 AND customer_id = $2 FOR UPDATE", lot_id, customer_id
+    )
+    if row is None:
+        raise UnknownLot(f"lot {lot_id} does not exist for customer {customer_id}")
+    return row
+
+
+async def write_entry(
+    conn: Connection,
+    *,
+    entry_type: EntryType,
+    lot: Row,
+    amount: int,
+    order_id: str | None = None,
+    reversal_id: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """One ledger row; (entry_type, lot, order, reversal) is its idempotency key, UNIQUE in Postgres."""
+    workflow_id, run_id = origin()
+    await conn.execute(
+        """INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, order_id, reversal_id,
+                                       amount_minor, currency, reason, workflow_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+        entry_type,
+        lot["lot_id"],
+        lot["customer_id"],
+        lot["promotion_id"],
+        order_id,
+        reversal_id,
+        amount,
+        lot["currency"],
+        reason,
+        workflow_id,
+        run_id,
+    )
+
+
+async def entry_amount(conn: Connection, entry_type: EntryType, lot_id: str) -> int:
+    """What a lot's one `expire` or `revoke` row took out of it (0 if there is none)."""
+    amount: int | None = await conn.fetchval(
+        """SELECT amount_minor FROM ledger_entries
+           WHERE entry_type = $1 AND lot_id = $2 AND order_id IS NULL AND reversal_id IS NULL""",
+        entry_type,
+        lot_id,
+    )
+    return -amount if amount is not None else 0
+
+
+async def publish(
+    conn: Connection,
+    event_type: EventType,
+    customer_id: str,
+    payload: dict[str, Any],
+    *,
+    lot_id: str | None = None,
+    order_id: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (event_type, customer_id, lot_id, order_id, payload) VALUES ($1, $2, $3, $4, $5)",
+        event_type,
+        customer_id,
+        lot_id,
+        order_id,
+        payload,
+    )
+
+
+async def take(conn: Connection, part: Applied) -> Row:
+    """Takes `part` out of its lot, guarded: the lot must still be active and hold enough."""
+    if part.kind == "credit":
+        row = await conn.fetchrow(
+            """UPDATE lots SET remaining_minor = remaining_minor - $2,
+                               status = CASE WHEN remaining_minor = $2 THEN 'used_up' ELSE status END
+               WHERE lot_id = $1 AND status = 'active' AND remaining_minor >= $2
+               RETURNING *""",
+            part.lot_id,
+            part.amount,
+        )
+    else:
+        row = await conn.fetchrow(
+            """UPDATE lots SET uses_left = uses_left - 1,
+                               status = CASE WHEN uses_left = 1 THEN 'used_up' ELSE status END
+               WHERE lot_id = $1 AND status = 'active' AND uses_left >= 1
+               RETURNING *""",
+            part.lot_id,
+        )
+    if row is None:
+        raise InsufficientValue(f"lot {part.lot_id} no longer holds {part.amount}; nothing was written")
+    return row
+
+
+async def give_back(conn: Connection, part: Applied, *, restore_use: bool) -> Row:
+    """Puts `part` back into its lot; a used-up lot becomes active again."""
+    if part.kind == "credit":
+        row = await conn.fetchrow(
+            """UPDATE lots SET remaining_minor = remaining_minor + $2,
+                               status = CASE WHEN status = 'used_up' THEN 'active' ELSE status END
+               WHERE lot_id = $1 AND remaining_minor + $2 <= amount_minor
+               RETURNING *""",
+            part.lot_id,
+            part.amount,
+        )
+    elif restore_use:
+        row = await conn.fetchrow(
+            """UPDATE lots SET uses_left = uses_left + 1,
+                               status = CASE WHEN status = 'used_up' THEN 'active' ELSE status END
+               WHERE lot_id = $1 AND uses_left < uses_allowed
+               RETURNING *""",
+            part.lot_id,
+        )
+    else:
+        row = await conn.fetchrow("SELECT * FROM lots WHERE lot_id = $1", part.lot_id)
+    if row is None:
+        raise InsufficientValue(f"lot {part.lot_id} cannot take back {part.amount}; nothing was written")
+    return row
+
+
+def past_expiry(row: Row, as_of: datetime) -> bool:
+    return row["status"] not in ("expired", "revoked") and row["expires_at"] is not None and row["expires_at"] <= as_of
+
+
+async def write_off_again(conn: Connection, row: Row, part: Applied, reversal_id: str, order_id: str) -> Row:
+    """Value reversed into a lot past its expiry (or revoked) leaves it again at once.
+
+    A lot whose expiry passed while it was used up was never expired (there was nothing to
+    write off); it is marked expired now. A coupon holds no value, so only its status changes.
+    """
+    entry_type: EntryType = "revoke" if row["status"] == "revoked" else "expire"
+    amount = part.amount if part.kind == "credit" else 0
+    written = await fetch_one(
+        conn,
+        """UPDATE lots SET remaining_minor = remaining_minor - $2,
+                           status = CASE WHEN status = 'revoked' THEN 'revoked' ELSE 'expired' END
+           WHERE lot_id = $1 AND remaining_minor >= $2 RETURNING *""",
+        part.lot_id,
+        amount,
+    )
+    if amount == 0:
+        return written
+    reason = "reversed into an expired lot" if entry_type == "expire" else "reversed into a revoked lot"
+    await write_entry(
+        conn,
+        entry_type=entry_type,
+        lot=written,
+        amount=-amount,
+        order_id=order_id,
+        reversal_id=reversal_id,
+        reason=reason,
+    )
+    event: EventType = "expired" if entry_type == "expire" else "revoked"
+    payload = {"lot_id": part.lot_id, "currency": row["currency"], "amount": amount, "reversal_id": reversal_id}
+    await publish(conn, event, row["customer_id"], payload, lot_id=part.lot_id)
+    return written
