@@ -7,7 +7,7 @@ suffixed with a digest of the payload: a retry of the same request is deduplicat
 within a run and by the ledger across runs, and a different payload under the same id reaches
 the validators and is rejected as a conflict rather than answered from the first one.
 
-Capacity answers are retried here with backoff until `retry_deadline`, because the ids make a
+Capacity answers are retried here with backoff until the call's deadline, because the ids make a
 retry safe. They are told apart by status code and failure type, never by message text:
 RESOURCE_EXHAUSTED (too many updates in flight on one workflow), UNAVAILABLE (the server aborted
 the update), NOT_FOUND without details (the update was aborted because its run was closing:
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -34,7 +33,7 @@ from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import CUSTOMER_ID, connect_temporal
 from incentives.app import views
-from incentives.domain.errors import Unavailable, from_failure
+from incentives.domain.errors import OutcomeUnknown, from_failure
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
 from incentives.domain.models import (
     GrantRequest,
@@ -53,6 +52,8 @@ from workflows.wallet import WalletInput, WalletWorkflow, wallet_id
 Result = TypeVar("Result", bound=Model)
 WalletStart = WithStartWorkflowOperation[WalletWorkflow, Any]
 
+# A caller at checkout waits this long by default; past it, the answer is `OutcomeUnknown`.
+DEFAULT_CALL_TIMEOUT = timedelta(seconds=30)
 _CAPACITY_STATUSES = {RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.NOT_FOUND}
 # The server's failure type for an update accepted by a run that then closed before finishing it.
 _CLOSED_UNDER_UPDATE = "AcceptedUpdateCompletedWorkflow"
@@ -94,24 +95,25 @@ class IncentivesClient:
         *,
         task_queue: str,
         reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW,
-        retry_deadline: timedelta = timedelta(seconds=30),
+        default_timeout: timedelta = DEFAULT_CALL_TIMEOUT,
         search_attributes: bool = True,
     ) -> None:
         self._temporal = temporal
         self._pool = pool
         self._task_queue = task_queue
         self._reversal_window = reversal_window
-        self._retry_deadline = retry_deadline
+        self._default_timeout = default_timeout
         self._search_attributes = search_attributes
 
     @property
     def task_queue(self) -> str:
         return self._task_queue
 
-    async def grant(self, request: GrantRequest) -> Lot:
+    async def grant(self, request: GrantRequest, *, timeout: timedelta | None = None) -> Lot:
         """Puts a lot into the customer's wallet; the same lot id again returns the existing lot."""
         return await self._update(
             request.customer_id,
+            timeout,
             lambda start: self._temporal.execute_update_with_start_workflow(
                 WalletWorkflow.grant,
                 request,
@@ -120,10 +122,11 @@ class IncentivesClient:
             ),
         )
 
-    async def redeem(self, request: RedeemRequest) -> Redemption:
+    async def redeem(self, request: RedeemRequest, *, timeout: timedelta | None = None) -> Redemption:
         """Applies the coupon and credits to an order; the same order id again returns the same breakdown."""
         return await self._update(
             request.customer_id,
+            timeout,
             lambda start: self._temporal.execute_update_with_start_workflow(
                 WalletWorkflow.redeem,
                 request,
@@ -132,10 +135,11 @@ class IncentivesClient:
             ),
         )
 
-    async def reverse(self, request: ReverseRequest) -> Reversal:
+    async def reverse(self, request: ReverseRequest, *, timeout: timedelta | None = None) -> Reversal:
         """Gives an order's discount back, all or `amount`; the same reversal id again is a no-op."""
         return await self._update(
             request.customer_id,
+            timeout,
             lambda start: self._temporal.execute_update_with_start_workflow(
                 WalletWorkflow.reverse,
                 request,
@@ -144,10 +148,11 @@ class IncentivesClient:
             ),
         )
 
-    async def revoke(self, request: RevokeRequest) -> Revocation:
+    async def revoke(self, request: RevokeRequest, *, timeout: timedelta | None = None) -> Revocation:
         """Removes what is left of a lot, with a reason."""
         return await self._update(
             request.customer_id,
+            timeout,
             lambda start: self._temporal.execute_update_with_start_workflow(
                 WalletWorkflow.revoke,
                 request,
@@ -175,20 +180,47 @@ class IncentivesClient:
             else None,
         )
 
-    async def _update(self, customer_id: str, call: Callable[[WalletStart], Awaitable[Result]]) -> Result:
-        """`call` sends one update-with-start; it is sent again on a capacity answer, within the deadline."""
-        deadline = time.monotonic() + self._retry_deadline.total_seconds()
+    async def _update(
+        self, customer_id: str, timeout: timedelta | None, call: Callable[[WalletStart], Awaitable[Result]]
+    ) -> Result:
+        """Sends one update-with-start, again on a capacity answer, until `timeout` (the caller's deadline).
+
+        Three kinds of answer, never a fourth: the result; a `Rejected` (nothing was written); or
+        `OutcomeUnknown` when the deadline passes first, which a retry with the same ids resolves
+        to the first result.
+        """
+        deadline = timeout or self._default_timeout
+        try:
+            async with asyncio.timeout(deadline.total_seconds()):
+                return await self._until_answered(customer_id, call)
+        except TimeoutError:
+            raise OutcomeUnknown(
+                f"no answer from wallet:{customer_id} within {deadline.total_seconds():g}s (no worker, or the "
+                "ledger is down): the operation may or may not have been applied; retrying with the same ids "
+                "is safe and returns the first result"
+            ) from None
+
+    async def _until_answered(self, customer_id: str, call: Callable[[WalletStart], Awaitable[Result]]) -> Result:
         backoff = 0.05
         while True:
+            start = self._start(customer_id)
             try:
-                return await call(self._start(customer_id))
+                return await call(start)
             except (WorkflowUpdateFailedError, RPCError) as error:
                 rejected = from_failure(error.cause) if isinstance(error, WorkflowUpdateFailedError) else None
                 if rejected is not None:
                     raise rejected from None
-                if not _retryable(error) or time.monotonic() + backoff > deadline:
-                    if isinstance(error, RPCError) and error.status == RPCStatusCode.UNAVAILABLE:
-                        raise Unavailable(f"cannot reach Temporal: {error.message}") from error
+                if not _retryable(error):
                     raise
+            finally:
+                _retrieve_start_error(start)
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 1.0)
+
+
+def _retrieve_start_error(start: WalletStart) -> None:
+    """The SDK keeps a failed start's error in the operation's handle future, which nobody else
+    reads; unread, asyncio logs it as "Future exception was never retrieved" at exit."""
+    handle = start._workflow_handle
+    if handle.done() and not handle.cancelled():
+        handle.exception()

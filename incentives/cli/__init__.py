@@ -2,7 +2,8 @@
 each family of error to its exit code and one-line message.
 
 Exit codes: 0 done; 1 rejected by the business rules (the reason on one stderr line); 2 bad input
-or usage (which field, why); 3 Temporal or Postgres unreachable. Amounts on the command line are
+or usage (which field, why); 3 Temporal or Postgres unreachable, or no answer within the deadline
+(outcome unknown: a retry with the same ids is safe). Amounts on the command line are
 decimal strings in major units ("10.00"); in `--json` output every amount is an integer in minor
 units beside a `currency` field.
 """
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from incentives.adapters.settings import Settings
 from incentives.cli import ops, render, wallet
 from incentives.cli.exits import EXIT_BAD_INPUT, EXIT_OK, EXIT_REJECTED, EXIT_UNAVAILABLE
-from incentives.domain.errors import InvalidInput, Rejected, Unavailable
+from incentives.domain.errors import InvalidInput, OutcomeUnknown, Rejected, Unavailable
 
 # The command groups, each adding its subcommands (and their handlers) to the root parser.
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
@@ -65,6 +66,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _fail(EXIT_REJECTED, f"rejected ({type(error).__name__}): {error.message}")
     except Unavailable as error:
         return _fail(EXIT_UNAVAILABLE, f"unavailable: {error}")
+    except OutcomeUnknown as error:
+        return _fail(EXIT_UNAVAILABLE, f"outcome unknown: {error}")
     except ValidationError as error:
         return _fail(EXIT_BAD_INPUT, f"error: settings: {error.errors()[0]['msg']}")
     except KeyboardInterrupt:

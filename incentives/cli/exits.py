@@ -3,4 +3,4 @@
 EXIT_OK = 0
 EXIT_REJECTED = 1  # refused by the business rules; or, for `replay`, a history the code diverges from
 EXIT_BAD_INPUT = 2  # which field, why; nothing was sent or written
-EXIT_UNAVAILABLE = 3  # Temporal or Postgres cannot be reached
+EXIT_UNAVAILABLE = 3  # Temporal or Postgres cannot be reached, or the outcome is unknown (retry with the same ids)

@@ -9,7 +9,8 @@ Two families, mapped one-to-one onto the CLI's exit codes:
   as a non-retryable `ApplicationError` whose `type` is the class name, and come back out as the
   same class: `to_failure` and `from_failure` below are the one mapping, both ways.
 
-`Unavailable` (exit 3) is for an unreachable Temporal or Postgres.
+`Unavailable` (exit 3) is for an unreachable Temporal or Postgres; `OutcomeUnknown` (exit 3) for a
+call whose deadline passed before an answer: a retry with the same ids resolves it.
 """
 
 from __future__ import annotations
@@ -125,7 +126,14 @@ class InsufficientValue(Rejected):
 
 
 class Unavailable(IncentivesError):
-    """Temporal or Postgres cannot be reached."""
+    """Temporal or Postgres cannot be reached; nothing was sent."""
+
+
+class OutcomeUnknown(IncentivesError):
+    """No answer within the caller's deadline: the operation may or may not have been applied.
+
+    A retry with the same ids is safe: it returns the first result, or applies it once.
+    """
 
 
 REJECTIONS: dict[str, type[Rejected]] = {
