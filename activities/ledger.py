@@ -50,6 +50,7 @@ from incentives.domain.errors import (
     OrderConflict,
     ReversalConflict,
     ReversalExceedsRedeemed,
+    RevocationConflict,
     UnknownOrder,
 )
 from incentives.domain.messages import (
@@ -171,8 +172,13 @@ class LedgerActivities:
         async with self._customer_transaction(request.customer_id) as conn:
             row = await lot_for_update(conn, request.customer_id, request.lot_id)
             if row["status"] == "revoked":
+                outcome = await _existing_revocation(conn, row)
+                if outcome.revocation.reason != request.reason:
+                    raise RevocationConflict(
+                        f"lot {request.lot_id} was already revoked for another reason: {outcome.revocation.reason!r}"
+                    )
                 log.info("revocation already applied")
-                return await _existing_revocation(conn, row)
+                return outcome
             if row["status"] == "expired":
                 raise LotNotRevocable(f"lot {request.lot_id} has already expired")
             amount = row["remaining_minor"]

@@ -4,11 +4,23 @@ a renamed or retyped activity fails type checking, not production.
 The activity classes are imported through the sandbox (passed through, never re-imported per
 run), as the SDK advises for modules whose activities workflows reference.
 
-Two option sets. Calls made for an Update have a caller waiting at checkout: they give up after
-`UPDATE_CALL_DEADLINE` and the caller may retry with the same id (the ledger keeps that safe).
-Calls made by the wallet's own timers retry until they succeed: expiring a lot must not be lost.
-A business-rule refusal is non-retryable in both and surfaces as the update's own failure, with
-the rule's type (`incentives.domain.errors.to_failure`).
+Calls on a caller's path (an Update's ledger call, and loading a new run's memory before it) are
+local activities: the ledger transaction runs in the workflow task that handles the Update, so a
+redeem or a grant into a new wallet costs one server round trip, not three. They retry until the
+ledger answers: an infrastructure failure (Postgres down, a worker restarting) is never an
+Update's answer, and the caller waiting at checkout gets `OutcomeUnknown` at its own deadline and
+re-attaches with the same ids. A local activity's write can outlive a discarded workflow task, so
+the wallet's memory may be older than the ledger; that is safe because the validators refuse only
+what no unseen write could make untrue (see `workflows/wallet.py`), and every other refusal
+comes from the ledger, after its idempotency lookup. Wallets recorded before this (histories
+without the patch marker) keep their regular activities with a 30 s deadline:
+`workflow.patched(LOCAL_LEDGER_CALLS)` tells them apart, and old histories replay unchanged.
+
+Calls made by the wallet's own timers are regular activities retried until they succeed:
+expiring a lot must not be lost, and they are not on anyone's checkout path.
+
+A business-rule refusal is non-retryable everywhere and surfaces as the Update's own failure,
+with the rule's type (`incentives.domain.errors.to_failure`).
 """
 
 from __future__ import annotations
@@ -39,7 +51,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from incentives.domain.models import Lot, Model
 
-UPDATE_CALL_DEADLINE = timedelta(seconds=30)
+LOCAL_LEDGER_CALLS = "local-ledger-calls"
+# Wallets started before LOCAL_LEDGER_CALLS: their Update calls gave up after this.
+REGULAR_UPDATE_CALL_DEADLINE = timedelta(seconds=30)
 _RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=100), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=10)
 )
@@ -49,17 +63,33 @@ Arg = TypeVar("Arg", bound=Model)
 Result = TypeVar("Result", bound=Model)
 
 
-async def _call(
-    activity: Callable[[LedgerActivities, Arg], Awaitable[Result]], arg: Arg, *, for_update: bool
+async def _on_callers_path(
+    activity: Callable[[LedgerActivities, Arg], Awaitable[Result]], arg: Arg, *, regular_deadline: timedelta | None
 ) -> Result:
-    try:
-        return await workflow.execute_activity_method(
+    """A local activity; in a run recorded before the patch, the regular call it made then."""
+    if workflow.patched(LOCAL_LEDGER_CALLS):
+        call = workflow.execute_local_activity_method(
+            activity, arg, start_to_close_timeout=_START_TO_CLOSE, retry_policy=_RETRY
+        )
+    else:
+        call = workflow.execute_activity_method(
             activity,
             arg,
             start_to_close_timeout=_START_TO_CLOSE,
-            schedule_to_close_timeout=UPDATE_CALL_DEADLINE if for_update else None,
+            schedule_to_close_timeout=regular_deadline,
             retry_policy=_RETRY,
         )
+    return await _refusals_as_failures(call)
+
+
+async def _on_timer(activity: Callable[[LedgerActivities, Arg], Awaitable[Result]], arg: Arg) -> Result:
+    call = workflow.execute_activity_method(activity, arg, start_to_close_timeout=_START_TO_CLOSE, retry_policy=_RETRY)
+    return await _refusals_as_failures(call)
+
+
+async def _refusals_as_failures(call: Awaitable[Result]) -> Result:
+    try:
+        return await call
     except ActivityError as error:
         rejected = from_failure(error.cause)
         if rejected is not None:
@@ -69,32 +99,32 @@ async def _call(
 
 
 async def grant_lot(arg: GrantInput) -> Lot:
-    return await _call(LedgerActivities.grant_lot, arg, for_update=True)
+    return await _on_callers_path(LedgerActivities.grant_lot, arg, regular_deadline=REGULAR_UPDATE_CALL_DEADLINE)
 
 
 async def redeem(arg: RedeemInput) -> RedeemOutcome:
-    return await _call(LedgerActivities.redeem, arg, for_update=True)
+    return await _on_callers_path(LedgerActivities.redeem, arg, regular_deadline=REGULAR_UPDATE_CALL_DEADLINE)
 
 
 async def reverse(arg: ReverseInput) -> ReverseOutcome:
-    return await _call(LedgerActivities.reverse, arg, for_update=True)
+    return await _on_callers_path(LedgerActivities.reverse, arg, regular_deadline=REGULAR_UPDATE_CALL_DEADLINE)
 
 
 async def revoke_lot(arg: RevokeInput) -> RevokeOutcome:
-    return await _call(LedgerActivities.revoke_lot, arg, for_update=True)
+    return await _on_callers_path(LedgerActivities.revoke_lot, arg, regular_deadline=REGULAR_UPDATE_CALL_DEADLINE)
 
 
 async def load_wallet(arg: LoadWalletInput) -> WalletMemory:
-    return await _call(LedgerActivities.load_wallet, arg, for_update=False)
+    return await _on_callers_path(LedgerActivities.load_wallet, arg, regular_deadline=None)
 
 
 async def activate_lot(arg: LotTransition) -> Lot:
-    return await _call(LedgerActivities.activate_lot, arg, for_update=False)
+    return await _on_timer(LedgerActivities.activate_lot, arg)
 
 
 async def record_reminder(arg: LotTransition) -> Lot:
-    return await _call(LedgerActivities.record_reminder, arg, for_update=False)
+    return await _on_timer(LedgerActivities.record_reminder, arg)
 
 
 async def expire_lot(arg: LotTransition) -> ExpireOutcome:
-    return await _call(LedgerActivities.expire_lot, arg, for_update=False)
+    return await _on_timer(LedgerActivities.expire_lot, arg)

@@ -2,9 +2,16 @@
 point for every change to that customer's value.
 
 - Operations are Updates (`grant`, `redeem`, `reverse`, `revoke`), serialized by one lock, each
-  doing its one ledger activity. Validators reject, from the wallet's memory, what it can prove
-  wrong (an order over what is left to reverse, a used-up coupon, nothing to redeem...); a rejected
-  update leaves no trace in history. What memory cannot decide goes to the ledger, the truth.
+  doing its one ledger call (a local activity).
+
+The rule: **the ledger decides.** The wallet's memory is a cache that may be older than the
+ledger: a promotion writes lots without waking the wallet, and a local activity's write can
+outlive a workflow task the server discarded. So a validator refuses only what no ledger write it
+has not seen could make untrue: a request for another customer, a lot id it saw granted with a
+different payload (grants are permanent), revoking a lot it saw expire (expiry is final), and
+reversing more than an order has left (unseen reversals only lower what is left). Everything else
+goes to the ledger activity, which looks up the idempotency key first and decides under the
+customer's lock; its refusal is the Update's failure. Each validator below says which case it is.
 - Time is durable timers: a pending lot activates at `effective_at`, a reminder is recorded once
   at `expires_at - remind_before`, what is left expires at `expires_at`.
 - The wallet never computes value on its own: its lots are copies of what the ledger activities
@@ -29,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     from incentives.domain.errors import (
         LotConflict,
         LotNotRevocable,
-        Rejected,
         ReversalExceedsRedeemed,
         WrongWallet,
         to_failure,
@@ -234,6 +240,7 @@ class WalletWorkflow:
 
     @grant.validator
     def _validate_grant(self, request: GrantRequest) -> None:
+        """Refuses another customer's grant, and a lot id seen granted with another payload."""
         self._check_customer(request.customer_id)
         known = self._digests.get(request.lot_id)
         if known is not None and known != request.digest():
@@ -251,16 +258,10 @@ class WalletWorkflow:
 
     @redeem.validator
     def _validate_redeem(self, request: RedeemRequest) -> None:
+        """Refuses only another customer's order. Whether there is anything to redeem is the
+        ledger's call: a lot granted without waking this wallet, or a retry of an order charged
+        by a write this memory never saw, would make a refusal from memory untrue."""
         self._check_customer(request.customer_id)
-        if not self._loaded or request.order_id in self._orders:
-            return  # a retry, or memory not loaded yet: the ledger decides
-        coupon = self._lots.get(request.coupon_lot_id) if request.coupon_lot_id else None
-        if request.coupon_lot_id is not None and coupon is None:
-            return  # not a live coupon of this wallet: the ledger knows why
-        try:
-            rules.allocate(request, coupon, self._lots.values(), workflow.now())
-        except Rejected as rejected:
-            raise to_failure(rejected) from None
 
     @workflow.update
     async def reverse(self, request: ReverseRequest) -> Reversal:
@@ -274,6 +275,7 @@ class WalletWorkflow:
 
     @reverse.validator
     def _validate_reverse(self, request: ReverseRequest) -> None:
+        """Refuses reversing more than the order has left: writes unseen here only lower that."""
         self._check_customer(request.customer_id)
         order = self._orders.get(request.order_id)
         if order is None or request.reversal_id in order.reversal_ids:
@@ -298,6 +300,7 @@ class WalletWorkflow:
 
     @revoke.validator
     def _validate_revoke(self, request: RevokeRequest) -> None:
+        """Refuses revoking a lot seen expired: expiry is final."""
         self._check_customer(request.customer_id)
         lot = self._lots.get(request.lot_id)
         if lot is not None and lot.status == "expired":

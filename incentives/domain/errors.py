@@ -73,6 +73,10 @@ class ReversalConflict(Rejected):
     """A reversal id was already used for a different order or amount."""
 
 
+class RevocationConflict(Rejected):
+    """A lot already revoked is revoked again with a different reason."""
+
+
 class UnknownLot(Rejected):
     """No lot with this id belongs to this customer."""
 
@@ -143,6 +147,7 @@ REJECTIONS: dict[str, type[Rejected]] = {
         LotConflict,
         OrderConflict,
         ReversalConflict,
+        RevocationConflict,
         UnknownLot,
         UnknownCustomer,
         UnknownOrder,

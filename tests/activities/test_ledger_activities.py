@@ -470,3 +470,45 @@ class TestDatabaseGuards:
         await ledger.grant_lot(at(coupon(lot_id, new_id("c"), CouponTerms(percent_off=10))))
         with pytest.raises(asyncpg.CheckViolationError, match=constraint):
             await pool.execute(f"UPDATE lots SET {assignment} WHERE lot_id = $1", lot_id)
+
+
+class TestIdempotencyKeys:
+    """Keys are columns with a composite UNIQUE constraint, not strings joined with ':'."""
+
+    async def test_ids_containing_colons_never_collide(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        customer, run = new_id("c"), new_id("k")
+        # Joined as 'redeem:<customer>:<order>:<lot>', these two keys were the same string.
+        await ledger.grant_lot(at(credit(f"y:{run}", customer, 500, expires_in_days=1)))
+        await ledger.grant_lot(at(credit(run, customer, 500, expires_in_days=2)))
+        first = await ledger.redeem(redeem_at(customer, "x:y", 500))
+        second = await ledger.redeem(redeem_at(customer, "x", 500))
+        assert [(p.lot_id, p.amount) for p in first.redemption.applied] == [(f"y:{run}", 500)]
+        assert [(p.lot_id, p.amount) for p in second.redemption.applied] == [(run, 500)]
+        assert [row[3] for row in await ledger_rows(pool, customer) if row[0] == "redeem"] == ["x:y", "x"]
+
+    async def test_reversal_ids_belong_to_their_customer(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        alice, bob = new_id("alice"), new_id("bob")
+        for customer in (alice, bob):
+            await ledger.grant_lot(at(credit(new_id("lot"), customer, 1000)))
+            await ledger.redeem(redeem_at(customer, "o-1", 400))
+            reversed_ = await ledger.reverse(reverse_at(customer, "o-1", "refund-1"))
+            assert reversed_.reversal.amount == 400
+        assert [t for t, _ in await entry_amounts(pool, bob)] == ["grant", "redeem", "reverse"]
+
+    async def test_revoking_again_with_another_reason_is_a_conflict(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        customer, lot_id = new_id("c"), new_id("lot")
+        await ledger.grant_lot(at(credit(lot_id, customer, 1000)))
+        first = RevokeRequest(customer_id=customer, lot_id=lot_id, reason="fraud ticket 42")
+        await ledger.revoke_lot(RevokeInput(request=first, as_of=T0))
+        before = await counts(pool)
+        other = RevokeRequest(customer_id=customer, lot_id=lot_id, reason="customer asked")
+        refusal = await rejected(ledger.revoke_lot(RevokeInput(request=other, as_of=T0)))
+        assert refusal.type == "RevocationConflict"
+        assert "fraud ticket 42" in refusal.message
+        assert await counts(pool) == before
