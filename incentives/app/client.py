@@ -10,8 +10,9 @@ the validators and is rejected as a conflict rather than answered from the first
 Capacity answers are retried here with backoff until the call's deadline, because the ids make a
 retry safe. They are told apart by status code and failure type, never by message text:
 RESOURCE_EXHAUSTED (too many updates in flight on one workflow), UNAVAILABLE (the server aborted
-the update), NOT_FOUND without details (the update was aborted because its run was closing:
-continue-as-new or completion), and the failure type `AcceptedUpdateCompletedWorkflow`.
+the update), NOT_FOUND unless its detail is a missing namespace (the update was aborted because its
+run was closing: continue-as-new or completion), and the failure type
+`AcceptedUpdateCompletedWorkflow`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -65,8 +71,12 @@ def update_id(operation: str, caller_id: str, request: Model) -> str:
 
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, RPCError):
-        # A missing namespace is NOT_FOUND too, but says so in its details; an aborted update carries none.
-        return error.status in _CAPACITY_STATUSES and not error.grpc_status.details
+        if error.status == RPCStatusCode.NOT_FOUND:
+            # A missing namespace is NOT_FOUND too, and says so in a typed detail.
+            return not any(
+                detail.type_url.endswith(".NamespaceNotFoundFailure") for detail in error.grpc_status.details
+            )
+        return error.status in _CAPACITY_STATUSES
     if isinstance(error, WorkflowUpdateFailedError):
         cause = error.cause
         return isinstance(cause, ApplicationError) and cause.type == _CLOSED_UNDER_UPDATE
@@ -193,7 +203,8 @@ class IncentivesClient:
         try:
             async with asyncio.timeout(deadline.total_seconds()):
                 return await self._until_answered(customer_id, call)
-        except TimeoutError:
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # The SDK turns the deadline's cancellation of a waiting update into its own error.
             raise OutcomeUnknown(
                 f"no answer from wallet:{customer_id} within {deadline.total_seconds():g}s (no worker, or the "
                 "ledger is down): the operation may or may not have been applied; retrying with the same ids "
