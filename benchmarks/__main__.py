@@ -184,7 +184,7 @@ async def measure(client: Client, pool: Pool, quick: bool) -> list[tuple[Figure,
         rows.append((ours_seq, ceiling_redeem, "p50 vs no-op Update + bare tx"))
         rows.append((ours_seq, upd_act, "p50 vs Update + activity"))
         ours_conc = await concurrent("redeem, 50 concurrent, one wallet", n_conc, 50, redeem(f"c-{run}"))
-        rows.append((ours_conc, conc_act, "throughput vs 50 Updates + activity"))
+        rows.append((ours_conc, conc_local, "throughput vs 50 Updates + local activity"))
 
         async def grant_new(i: int) -> object:
             return await wallets.grant(
