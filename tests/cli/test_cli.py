@@ -333,12 +333,12 @@ class TestReplay:
         self, capsys: pytest.CaptureFixture[str], project_root: Path, tmp_path: Path
     ) -> None:
         cli = Cli(capsys)
-        histories = sorted(str(p) for p in (project_root / "tests" / "replay" / "histories").glob("*.json"))
+        histories = sorted(str(p) for p in (project_root / "tests" / "replay" / "histories").rglob("*.json"))
         ok = await cli("replay", *histories)
         assert ok.code == 0, ok.err
         assert ok.out.count("ok ") == len(histories)
         changed = tmp_path / "changed.json"
-        timers = project_root / "tests" / "replay" / "histories" / "wallet_timers_0.json"
+        timers = project_root / "tests" / "replay" / "histories" / "regular_ledger_calls" / "wallet_timers_0.json"
         changed.write_text(timers.read_text().replace('"expire_lot"', '"expire_lots"'))
         diverged = await cli("replay", str(changed))
         assert diverged.code == 1

@@ -30,7 +30,7 @@ from tests.helpers import eventually
 from tests.helpers.builders import credit
 from workflows.wallet import wallet_id
 
-HERE = Path(__file__).parent / "histories"
+HERE = Path(__file__).parent / "histories" / "local_ledger_calls"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
 
 
@@ -126,7 +126,7 @@ async def _write_runs(client: Client, customer: str, name: str) -> None:
             continue  # a run the worker had not picked up yet: nothing to replay
         path = HERE / f"wallet_{name}_{index}.json"
         path.write_text(history.to_json() + "\n")
-        print(f"wrote {path.relative_to(HERE.parents[2])} ({len(history.events)} events)")
+        print(f"wrote {path.relative_to(HERE.parents[3])} ({len(history.events)} events)")
 
 
 async def main() -> None:

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from incentives.adapters.temporal import DATA_CONVERTER
 from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow, wallet_id
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -44,10 +44,17 @@ def test_histories_cover_every_operation_rejection_timer_and_continue_as_new() -
     assert {name for name, _ in calls} >= {
         "load_wallet", "grant_lot", "redeem", "reverse", "revoke_lot", "activate_lot", "record_reminder", "expire_lot",
     }  # fmt: skip
-    assert {failure for _, failure in calls} >= {"UnknownLot", "UnknownOrder"}  # rejections by the ledger
+    assert {failure for _, failure in calls} >= {
+        "UnknownLot",
+        "UnknownOrder",
+    }  # rejections by the ledger (regular calls)
     text = "\n".join(path.read_text() for path in HISTORIES)
     assert "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text
     assert "WORKFLOW_EXECUTION_COMPLETED" in text
+    # Both generations: regular ledger calls (before the patch) and local ones behind it.
+    local = "\n".join(path.read_text() for path in HISTORIES if path.parent.name == "local_ledger_calls")
+    assert '"core_patch"' in local
+    assert '"core_local_activity"' in local
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
