@@ -76,7 +76,7 @@ def parser() -> Parser:
         "--namespace", metavar="NAME", help="Temporal namespace (default: TEMPORAL_NAMESPACE, or default)"
     )
     commands: argparse._SubParsersAction[Parser] = root.add_subparsers(
-        dest="command", required=True, parser_class=Parser, metavar="COMMAND", title="commands"
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND", title="commands", help="one of:"
     )
     for register in COMMAND_GROUPS:
         register(commands)
