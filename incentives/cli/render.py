@@ -123,13 +123,16 @@ def print_wallet(console: Console, view: WalletView) -> None:
     if view.pending:
         console.print("pending: " + ", ".join(format_money(v, c) for c, v in sorted(view.pending.items())))
     console.print(lot_table(view.lots))
-    title = "Ledger (times in UTC)"
     if len(view.ledger) < view.ledger_total:
-        title = (
-            f"Ledger (times in UTC): the newest {len(view.ledger)} of {view.ledger_total} rows; "
-            f"{view.ledger_total - len(view.ledger)} older rows not shown (--all shows every row)"
+        left_out = view.ledger_total - len(view.ledger)
+        console.print(
+            f"Ledger: the newest {len(view.ledger)} of {view.ledger_total} rows; "
+            f"{left_out} older rows not shown (--all shows every row)",
+            soft_wrap=True,
+            markup=False,
+            style="yellow",
         )
-    ledger = Table(title=title, title_justify="left")
+    ledger = Table(title="Ledger (times in UTC)", title_justify="left")
     for column in ("#", "when", "type", "lot", "amount", "order", "reason", "run"):
         ledger.add_column(column, justify="right" if column in ("#", "amount") else "left")
     for entry in view.ledger:
