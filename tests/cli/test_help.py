@@ -4,6 +4,8 @@ command, help text on every argument, `--version`, exact flag names, each single
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +90,13 @@ async def test_flags_are_taken_by_their_exact_name_only(offline_cli: Cli, argv: 
 async def test_a_single_valued_flag_given_twice_is_an_error(offline_cli: Cli, argv: list[str]) -> None:
     result = await offline_cli(*argv)
     assert result.refused_with("given more than once"), result
+
+
+def test_the_readme_says_how_to_run_the_command_and_gives_temporal_its_address(project_root: Path) -> None:
+    readme = (project_root / "README.md").read_text()
+    assert ".venv/bin/incentives" in readme
+    assert "source .venv/bin/activate" in readme
+    commands = re.findall(r"temporal (?:workflow|operator) [^`\n]*", readme)
+    assert len(commands) >= 4
+    # Without it the Temporal CLI queries whatever listens on 7233, not INCENTIVES_TEMPORAL_PORT.
+    assert [command for command in commands if "--address " not in command] == []
