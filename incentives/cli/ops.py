@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
 from incentives.app.replay import replay_files
 from incentives.app.worker import run_worker
@@ -54,7 +55,13 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    await run_worker(settings)
+    try:
+        await run_worker(settings)
+    except Exception as error:
+        # Into the worker's own (JSON) log too, where its supervisor looks; the command's one
+        # stderr line and exit code follow as for any command.
+        get_logger("incentives.worker").error("worker failed", error_type=type(error).__name__, error=str(error))
+        raise
     return EXIT_OK
 
 
