@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from incentives.app.client import DEFAULT_CALL_TIMEOUT
 from incentives.app.views import DEFAULT_LEDGER_LIMIT
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import check_id, parse_whole
@@ -35,7 +36,6 @@ from incentives.domain.timeparse import parse_duration, parse_instant
 ModelT = TypeVar("ModelT", bound=Model)
 T = TypeVar("T")
 
-DEFAULT_TIMEOUT = "30s"
 MAX_LEDGER_LIMIT = 1_000_000
 
 # Model and settings fields as the user typed them, so that an error names the flag, not our field.
@@ -99,7 +99,7 @@ def customer(args: argparse.Namespace) -> str:
 
 
 def timeout(args: argparse.Namespace) -> timedelta:
-    return parse_duration(DEFAULT_TIMEOUT if args.timeout is None else args.timeout, "--timeout")
+    return DEFAULT_CALL_TIMEOUT if args.timeout is None else parse_duration(args.timeout, "--timeout")
 
 
 def ledger_limit(args: argparse.Namespace) -> int | None:

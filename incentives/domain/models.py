@@ -23,7 +23,13 @@ from pydantic import (
 
 from incentives.domain.errors import InvalidCombination
 from incentives.domain.inputs import check_id, check_reason
-from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits
+from incentives.domain.money import (
+    Currency,
+    MinorUnits,
+    PositiveMinorUnits,
+    RequestMinorUnits,
+    RequestPositiveMinorUnits,
+)
 from incentives.domain.timeparse import check_duration, check_instant, format_duration, to_utc
 
 
@@ -89,10 +95,10 @@ class Model(BaseModel):
 class CouponTerms(Model):
     """What a coupon takes off an order: a fixed amount, or a percentage with an optional cap."""
 
-    amount_off: PositiveMinorUnits | None = None
+    amount_off: RequestPositiveMinorUnits | None = None
     percent_off: Annotated[int, Strict(), Field(ge=PERCENT_OFF[0], le=PERCENT_OFF[1])] | None = None
-    cap: PositiveMinorUnits | None = None
-    min_order: PositiveMinorUnits | None = None
+    cap: RequestPositiveMinorUnits | None = None
+    min_order: RequestPositiveMinorUnits | None = None
     uses: Annotated[int, Strict(), Field(ge=USES[0], le=USES[1])] = 1
 
     # Errors name fields in backquotes, so that a command can show its own flag names instead.
@@ -117,7 +123,7 @@ class GrantRequest(Model):
     customer_id: Id
     currency: Currency
     kind: LotKind
-    amount: PositiveMinorUnits | None = None
+    amount: RequestPositiveMinorUnits | None = None
     coupon: CouponTerms | None = None
     promotion_id: Id | None = None
     effective_at: RequestInstant | None = None
@@ -220,9 +226,9 @@ class RedeemRequest(Model):
     customer_id: Id
     order_id: Id
     currency: Currency
-    total: PositiveMinorUnits
+    total: RequestPositiveMinorUnits
     coupon_lot_id: Id | None = None
-    max_credit: MinorUnits | None = None
+    max_credit: RequestMinorUnits | None = None
 
 
 class Applied(Model):
@@ -252,7 +258,7 @@ class ReverseRequest(Model):
     customer_id: Id
     order_id: Id
     reversal_id: Id
-    amount: PositiveMinorUnits | None = None
+    amount: RequestPositiveMinorUnits | None = None
 
 
 class Reversal(Model):

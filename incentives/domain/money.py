@@ -106,9 +106,14 @@ def format_money(minor: int, currency: str) -> str:
 Currency = Annotated[str, AfterValidator(check_currency)]
 """An ISO 4217 code, checked wherever a model carries one."""
 
-# Strict: an amount is an int, never a bool, a float or a string that happens to read as one.
-MinorUnits = Annotated[int, Strict(), Field(ge=0, le=MAX_MINOR_UNITS)]
+MinorUnits = Annotated[int, Field(ge=0, le=MAX_MINOR_UNITS)]
 """A non-negative amount in the minor units of the currency beside it."""
 
-PositiveMinorUnits = Annotated[int, Strict(), Field(gt=0, le=MAX_MINOR_UNITS)]
+PositiveMinorUnits = Annotated[int, Field(gt=0, le=MAX_MINOR_UNITS)]
 """A strictly positive amount in the minor units of the currency beside it."""
+
+# What a caller sends is strictly an int: never a bool, a float, or a string that reads as one
+# ("10" would be ten cents, not ten dollars). What the engine computes (sums from Postgres arrive
+# as Decimal) stays coerced by the two above.
+RequestMinorUnits = Annotated[int, Strict(), Field(ge=0, le=MAX_MINOR_UNITS)]
+RequestPositiveMinorUnits = Annotated[int, Strict(), Field(gt=0, le=MAX_MINOR_UNITS)]
