@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from incentives.adapters.db import create_pool
@@ -88,17 +88,14 @@ class Health:
 async def health(settings: Settings) -> Health:
     """Connects to Temporal and to Postgres, embedded or not, as a client would."""
 
-    async def temporal() -> None:
-        await connect_temporal(settings)
-
     async def postgres() -> None:
         pool = await create_pool(endpoints(settings).database_url, min_size=1, max_size=1)
         await pool.close()
 
-    return Health(temporal=await _problem(temporal()), postgres=await _problem(postgres()))
+    return Health(temporal=await _problem(connect_temporal(settings)), postgres=await _problem(postgres()))
 
 
-async def _problem(probe: Coroutine[None, None, None]) -> str | None:
+async def _problem(probe: Awaitable[object]) -> str | None:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             await probe

@@ -101,7 +101,8 @@ class TestJsonContract:
             ("reverse", credit_id, 250, order_id),
             ("revoke", credit_id, -250, None),
         ]
-        assert all("created_at" in e for e in view["ledger"])
+        assert all("created_at" in e and e["run_id"] for e in view["ledger"])
+        assert view["ledger_total"] == 6
 
     async def test_readable_output_formats_money_by_currency(self, cli: Cli, new_id: NewId) -> None:
         customer = new_id("c")
