@@ -1,7 +1,8 @@
 """Where Temporal and Postgres are: the configured servers, or the embedded ones `dev up` runs.
 
 Temporal: the standard Temporal client configuration (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`,
-`TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`, `TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`); when it names no
+`TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`, `TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`), under the
+settings' address and namespace (the command's `--address` and `--namespace`); when none names an
 address, the embedded dev server on `INCENTIVES_TEMPORAL_PORT`.
 Postgres: `DATABASE_URL`; when unset, the embedded server under `INCENTIVES_HOME`.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from temporalio.envconfig import ClientConfigProfile
 
 from incentives.adapters.settings import EMBEDDED_DATABASE, Settings
+from incentives.domain.errors import InvalidInput
 
 HINT = "run `incentives dev up` (or `./dev up`), or check TEMPORAL_ADDRESS / DATABASE_URL"
 
@@ -40,7 +42,14 @@ def embedded_database_url(data_dir: str, database: str = EMBEDDED_DATABASE) -> s
 
 
 def endpoints(settings: Settings) -> Endpoints:
-    config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    try:
+        config: dict[str, Any] = dict(ClientConfigProfile.load().to_client_connect_config())
+    except RuntimeError as error:  # the SDK's ConfigError: a malformed file or a missing profile
+        raise InvalidInput("TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE", str(error).splitlines()[0]) from None
+    if settings.temporal_address is not None:
+        config["target_host"] = settings.temporal_address
+    if settings.temporal_namespace is not None:
+        config["namespace"] = settings.temporal_namespace
     temporal_is_embedded = "target_host" not in config
     if temporal_is_embedded:
         config["target_host"] = settings.embedded_temporal_address

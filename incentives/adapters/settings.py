@@ -1,35 +1,73 @@
 """Process settings, read from the environment once at start and passed explicitly from there.
 
-Temporal's connection is not here: it comes from the standard Temporal client configuration
-(`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS variables, `TEMPORAL_PROFILE`
-and the config file), read by `incentives.adapters.temporal`.
+Temporal's connection comes from the standard Temporal client configuration (`TEMPORAL_ADDRESS`,
+`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS variables, `TEMPORAL_PROFILE` and the config file),
+read by `incentives.adapters.endpoints`; the address and namespace are also here, so that the
+command's `--address` and `--namespace` override them and a malformed one is refused by name.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AfterValidator, AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from incentives.domain.errors import InvalidInput
+from incentives.domain.inputs import shown
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_HOME = PROJECT_ROOT / ".incentives"
 EMBEDDED_HOST = "127.0.0.1"
 EMBEDDED_DATABASE = "incentives"
 DEFAULT_MAX_CACHED_WORKFLOWS = 5000
+
+_ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})")
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def _address(value: str) -> str:
+    match = _ADDRESS.fullmatch(value)
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise ValueError(f"{shown(value)} is not HOST:PORT, such as 127.0.0.1:7233")
+    return value
+
+
+def _namespace(value: str) -> str:
+    if _NAMESPACE.fullmatch(value) is None:
+        raise ValueError(f"{shown(value)} is not a namespace name (letters, digits, . _ -)")
+    return value
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise ValueError(f"{shown(value)} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _database_url(value: str) -> str:
+    if not value:
+        raise ValueError("is empty: unset it to use the embedded Postgres, or give a postgresql:// URL")
+    return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INCENTIVES_", frozen=True, extra="ignore")
 
-    database_url: str | None = Field(
+    database_url: Annotated[str, AfterValidator(_database_url)] | None = Field(
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "INCENTIVES_DATABASE_URL"),
         description="Postgres to use; unset means the embedded one under `home`.",
     )
-    home: Path = Field(default=PROJECT_ROOT / ".incentives", description="State of the embedded stack.")
+    home: Path = Field(default=DEFAULT_HOME, description="State of the embedded stack, and the command's log.")
     task_queue: str = "incentives"
     reversal_window: timedelta = Field(
         default=DEFAULT_REVERSAL_WINDOW,
@@ -41,9 +79,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Size it to the number of hot wallets: an evicted wallet replays.",
     )
-    log_level: str = "INFO"
-    temporal_port: int = Field(default=7233, description="Port of the embedded Temporal dev server.")
-    temporal_ui_port: int = Field(default=8233, description="Port of the embedded server's Web UI.")
+    log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
+    temporal_port: Port = Field(default=7233, description="Port of the embedded Temporal dev server.")
+    temporal_ui_port: Port = Field(default=8233, description="Port of the embedded server's Web UI.")
+    temporal_address: Annotated[str, AfterValidator(_address)] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address"),
+        description="Temporal's HOST:PORT: `--address`, else TEMPORAL_ADDRESS, else a profile, else the embedded server.",
+    )
+    temporal_namespace: Annotated[str, AfterValidator(_namespace)] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "temporal_namespace"),
+        description="Temporal namespace: `--namespace`, else TEMPORAL_NAMESPACE, else a profile, else default.",
+    )
 
     @property
     def postgres_dir(self) -> Path:
@@ -56,3 +104,27 @@ class Settings(BaseSettings):
     @property
     def embedded_ui_url(self) -> str:
         return f"http://{EMBEDDED_HOST}:{self.temporal_ui_port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment, with `overrides` (command-line flags) on top; a malformed
+    one is `InvalidInput` naming the environment variable, or the override's own name."""
+    try:
+        return Settings(**{name: value for name, value in overrides.items() if value is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        if field not in overrides:
+            field = _variable(field)
+        reason = first["msg"].removeprefix("Value error, ")
+        if "input" in first and first["type"] != "value_error":
+            reason = f"{shown(str(first['input']))}: {reason}"
+        raise InvalidInput(field, reason) from None
+
+
+def _variable(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    info = Settings.model_fields.get(field.lower())
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return f"INCENTIVES_{field.upper()}"

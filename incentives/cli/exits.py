@@ -4,3 +4,5 @@ EXIT_OK = 0
 EXIT_REJECTED = 1  # refused by the business rules; or, for `replay`, a history the code diverges from
 EXIT_BAD_INPUT = 2  # which field, why; nothing was sent or written
 EXIT_UNAVAILABLE = 3  # Temporal or Postgres cannot be reached, or the outcome is unknown (retry with the same ids)
+EXIT_INTERNAL = 4  # a bug: one line for the user, the traceback in the log
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT

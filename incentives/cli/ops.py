@@ -7,30 +7,61 @@ from pathlib import Path
 
 from rich.console import Console
 
+from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
 from incentives.app.replay import replay_files
 from incentives.app.worker import run_worker
-from incentives.cli.exits import EXIT_OK, EXIT_REJECTED
+from incentives.cli.arguments import Parser, command
+from incentives.cli.exits import EXIT_OK, EXIT_REJECTED, EXIT_UNAVAILABLE
 from incentives.devstack import commands as devstack
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    worker = commands.add_parser("worker", help="run a worker: the wallets' workflows and the ledger activities")
+def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    worker = command(
+        commands,
+        "worker",
+        "run a worker: the wallets' workflows and the ledger activities",
+        "Polls INCENTIVES_TASK_QUEUE until SIGTERM or Ctrl-C, then shuts down gracefully: activities in\n"
+        "flight get 10 s to finish, and Temporal retries anything unfinished elsewhere. Logs go to stdout:\n"
+        "JSON lines when stdout is not a terminal (INCENTIVES_LOG_LEVEL, default INFO).",
+        "  incentives worker\n  incentives --address temporal.internal:7233 --namespace prod worker > worker.log",
+    )
     worker.set_defaults(handler=_worker)
 
-    replay = commands.add_parser(
-        "replay", help="replay saved workflow histories against this code (temporal workflow show --output json)"
+    replay = command(
+        commands,
+        "replay",
+        "replay saved workflow histories against this code",
+        "Exit 0 when every history replays; exit 1 when the code diverges from one (and where). Save a\n"
+        "history with `temporal workflow show --workflow-id wallet:<customer> --output json`.",
+        "  incentives replay history.json\n  incentives replay tests/replay/histories/*.json",
     )
-    replay.add_argument("histories", nargs="+", type=Path, metavar="HISTORY.json")
+    replay.add_argument(
+        "histories", nargs="+", type=Path, metavar="HISTORY.json", help="a workflow history in Temporal's JSON form"
+    )
     replay.set_defaults(handler=_replay)
 
-    dev = commands.add_parser("dev", help="the embedded Temporal dev server and PostgreSQL")
-    dev.add_argument("action", choices=["up", "down", "status"])
+    dev = command(
+        commands,
+        "dev",
+        "the embedded Temporal dev server and PostgreSQL",
+        "`up` starts them (or reuses them) and applies the migrations; `down` stops them; `status` says\n"
+        "what runs where and checks that Temporal and Postgres answer: exit 3 when either does not, so\n"
+        "it serves as a health check, for external servers too (TEMPORAL_ADDRESS, DATABASE_URL).",
+        "  incentives dev up\n  incentives dev status || echo 'the stack is down'\n  incentives dev down",
+    )
+    dev.add_argument("action", choices=["up", "down", "status"], help="up, down or status")
     dev.set_defaults(handler=_dev)
 
 
 async def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    await run_worker(settings)
+    try:
+        await run_worker(settings)
+    except Exception as error:
+        # Into the worker's own (JSON) log too, where its supervisor looks; the command's one
+        # stderr line and exit code follow as for any command.
+        get_logger("incentives.worker").error("worker failed", error_type=type(error).__name__, error=str(error))
+        raise
     return EXIT_OK
 
 
@@ -50,13 +81,12 @@ async def _replay(args: argparse.Namespace, settings: Settings, console: Console
 
 
 async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    if args.action == "up":
-        for line in devstack.describe(await devstack.up(settings)):
-            console.print(line, highlight=False, soft_wrap=True)
-    elif args.action == "down":
+    if args.action == "down":
         stopped = devstack.down(settings)
         console.print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
-    else:
-        for line in devstack.describe(devstack.status(settings)):
-            console.print(line, highlight=False, soft_wrap=True)
-    return EXIT_OK
+        return EXIT_OK
+    current = await devstack.up(settings) if args.action == "up" else devstack.status(settings)
+    answers = await devstack.health(settings)
+    for line in devstack.describe(current, answers):
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+    return EXIT_OK if answers.ok else EXIT_UNAVAILABLE

@@ -1,12 +1,17 @@
-"""Readable terminal output (rich) for the CLI; `--json` output is the models themselves."""
+"""Readable terminal output (rich) for the CLI; `--json` output is the models themselves.
+
+Free text from the ledger (a reason) is escaped: rich reads `[...]` as markup, which would hide
+part of a reason, or fail on one such as `[/]`."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Collection
 from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from incentives.domain.models import CouponTerms, Lot, Redemption, Reversal, Revocation, WalletView
@@ -82,7 +87,8 @@ def print_redemption(console: Console, redemption: Redemption) -> None:
     )
 
 
-def print_reversal(console: Console, reversal: Reversal) -> None:
+def print_reversal(console: Console, reversal: Reversal, void_coupons: Collection[str] = ()) -> None:
+    """`void_coupons`: coupons that got a use back but had expired or been revoked meanwhile."""
     currency = reversal.currency
     table = Table(title=f"Reversal {reversal.reversal_id} of order {reversal.order_id}", title_justify="left")
     table.add_column("lot")
@@ -91,7 +97,11 @@ def print_reversal(console: Console, reversal: Reversal) -> None:
     table.add_column("note")
     written_off = {part.lot_id for part in reversal.written_off}
     for part in reversal.restored:
-        note = "lot had expired or was revoked: written off again" if part.lot_id in written_off else ""
+        note = ""
+        if part.lot_id in written_off:
+            note = "lot had expired or was revoked: written off again"
+        elif part.lot_id in void_coupons:
+            note = "coupon had expired or was revoked: the use it got back cannot be redeemed"
         table.add_row(part.lot_id, part.kind, format_money(part.amount, currency), note)
     console.print(table)
     console.print(
@@ -103,7 +113,7 @@ def print_reversal(console: Console, reversal: Reversal) -> None:
 def print_revocation(console: Console, revocation: Revocation) -> None:
     console.print(
         f"revoked lot {revocation.lot_id}: {format_money(revocation.amount, revocation.currency)} removed "
-        f"({revocation.reason})"
+        f"({escape(revocation.reason)})"
     )
 
 
@@ -113,8 +123,17 @@ def print_wallet(console: Console, view: WalletView) -> None:
     if view.pending:
         console.print("pending: " + ", ".join(format_money(v, c) for c, v in sorted(view.pending.items())))
     console.print(lot_table(view.lots))
+    if len(view.ledger) < view.ledger_total:
+        left_out = view.ledger_total - len(view.ledger)
+        console.print(
+            f"Ledger: the newest {len(view.ledger)} of {view.ledger_total} rows; "
+            f"{left_out} older rows not shown (--all shows every row)",
+            soft_wrap=True,
+            markup=False,
+            style="yellow",
+        )
     ledger = Table(title="Ledger (times in UTC)", title_justify="left")
-    for column in ("#", "when", "type", "lot", "amount", "order", "reason"):
+    for column in ("#", "when", "type", "lot", "amount", "order", "reason", "run"):
         ledger.add_column(column, justify="right" if column in ("#", "amount") else "left")
     for entry in view.ledger:
         ledger.add_row(
@@ -124,6 +143,7 @@ def print_wallet(console: Console, view: WalletView) -> None:
             entry.lot_id,
             format_money(entry.amount, entry.currency),
             entry.order_id or "",
-            entry.reason or "",
+            escape(entry.reason or ""),
+            entry.run_id or "",
         )
     console.print(ledger)

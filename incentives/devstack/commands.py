@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
+from incentives.adapters.db import create_pool
 from incentives.adapters.endpoints import Endpoints, endpoints
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
+from incentives.adapters.temporal import connect_temporal
 from incentives.devstack.servers import DetachedWorker, EmbeddedPostgres, EmbeddedTemporal
+from incentives.domain.errors import Unavailable
+
+# A health check answers quickly: a server silent this long is down for the caller.
+PROBE_TIMEOUT_S = 5.0
 
 
 def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
@@ -65,7 +73,40 @@ def status(settings: Settings) -> Status:
     )
 
 
-def describe(current: Status) -> list[str]:
+@dataclass(frozen=True)
+class Health:
+    """Whether each server answers a connection now: None when it does, else why not."""
+
+    temporal: str | None
+    postgres: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.temporal is None and self.postgres is None
+
+
+async def health(settings: Settings) -> Health:
+    """Connects to Temporal and to Postgres, embedded or not, as a client would."""
+
+    async def postgres() -> None:
+        pool = await create_pool(endpoints(settings).database_url, min_size=1, max_size=1)
+        await pool.close()
+
+    return Health(temporal=await _problem(connect_temporal(settings)), postgres=await _problem(postgres()))
+
+
+async def _problem(probe: Awaitable[object]) -> str | None:
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            await probe
+    except Unavailable as error:
+        return str(error)
+    except TimeoutError:
+        return f"no answer within {PROBE_TIMEOUT_S:g}s"
+    return None
+
+
+def describe(current: Status, answers: Health | None = None) -> list[str]:
     """What runs where, one line per server, for `dev up` and `dev status`."""
     where = current.where
     if where.embedded_temporal:
@@ -81,4 +122,9 @@ def describe(current: Status) -> list[str]:
         lines.append(f"DATABASE_URL  {where.database_url} (external)")
     if current.worker_pid:
         lines.append(f"worker        running (pid {current.worker_pid}), started by ./dev demo")
+    if answers is not None:
+        down = [
+            f"{name} ({why})" for name, why in (("Temporal", answers.temporal), ("Postgres", answers.postgres)) if why
+        ]
+        lines.append("health        " + ("both answer" if answers.ok else "DOWN: " + "; ".join(down)))
     return lines

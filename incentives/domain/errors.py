@@ -50,6 +50,22 @@ class InvalidInstant(InvalidInput):
     """An instant is not ISO 8601 with a time zone."""
 
 
+class InvalidId(InvalidInput):
+    """An id is empty, longer than 128 characters, or not letters, digits and . _ : @ / - (no spaces)."""
+
+
+class InvalidText(InvalidInput):
+    """A free-text field (a reason) is blank, too long, or holds a character that does not print."""
+
+
+class InvalidNumber(InvalidInput):
+    """A whole number is not ASCII digits, or is outside its bounds."""
+
+
+class InvalidCombination(InvalidInput):
+    """Fields that are each well formed contradict each other (a reminder due before its lot exists)."""
+
+
 class Rejected(IncentivesError):
     """A well-formed request refused by the business rules; nothing was written.
 

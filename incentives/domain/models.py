@@ -10,20 +10,71 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    model_validator,
+)
 
-from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits
+from incentives.domain.errors import InvalidCombination
+from incentives.domain.inputs import check_id, check_reason
+from incentives.domain.money import (
+    Currency,
+    MinorUnits,
+    PositiveMinorUnits,
+    RequestMinorUnits,
+    RequestPositiveMinorUnits,
+)
+from incentives.domain.timeparse import check_duration, check_instant, format_duration, to_utc
 
-# Ids are caller-supplied idempotency keys: printable, no spaces, short enough for an index.
-Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
+
+def _id(value: str, info: ValidationInfo) -> str:
+    return check_id(value, info.field_name or "id")
 
 
-def _to_utc(instant: datetime) -> datetime:
-    return instant.astimezone(UTC)
+# Ids are caller-supplied idempotency keys: printable, no spaces, short enough for an index
+# (`incentives.domain.inputs.check_id`).
+Id = Annotated[str, Strict(), AfterValidator(_id)]
+
+
+def _to_utc(instant: datetime, info: ValidationInfo) -> datetime:
+    return to_utc(instant, info.field_name or "instant")
 
 
 # One representation per instant, so that the same request always has the same digest.
 Instant = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+def _request_instant(instant: datetime, info: ValidationInfo) -> datetime:
+    return check_instant(instant, info.field_name or "instant")
+
+
+# An instant a request carries: UTC, and within what Temporal's timers can reach.
+RequestInstant = Annotated[AwareDatetime, AfterValidator(_request_instant)]
+
+
+def _duration(duration: timedelta, info: ValidationInfo) -> timedelta:
+    return check_duration(duration, info.field_name or "duration")
+
+
+# A duration a request carries: whole seconds, positive, at most ten years.
+Duration = Annotated[timedelta, AfterValidator(_duration)]
+
+
+def _reason(text: str, info: ValidationInfo) -> str:
+    return check_reason(text, info.field_name or "reason")
+
+
+# Text a person reads later: not blank, printable, at most 500 characters.
+Reason = Annotated[str, Strict(), AfterValidator(_reason)]
+
+PERCENT_OFF = (1, 100)
+USES = (1, 10_000)
 
 LotKind = Literal["credit", "coupon"]
 LotStatus = Literal["pending", "active", "used_up", "expired", "revoked"]
@@ -44,18 +95,19 @@ class Model(BaseModel):
 class CouponTerms(Model):
     """What a coupon takes off an order: a fixed amount, or a percentage with an optional cap."""
 
-    amount_off: PositiveMinorUnits | None = None
-    percent_off: int | None = Field(default=None, gt=0, le=100)
-    cap: PositiveMinorUnits | None = None
-    min_order: PositiveMinorUnits | None = None
-    uses: int = Field(default=1, gt=0, le=10_000)
+    amount_off: RequestPositiveMinorUnits | None = None
+    percent_off: Annotated[int, Strict(), Field(ge=PERCENT_OFF[0], le=PERCENT_OFF[1])] | None = None
+    cap: RequestPositiveMinorUnits | None = None
+    min_order: RequestPositiveMinorUnits | None = None
+    uses: Annotated[int, Strict(), Field(ge=USES[0], le=USES[1])] = 1
 
+    # Errors name fields in backquotes, so that a command can show its own flag names instead.
     @model_validator(mode="after")
     def _one_kind_of_discount(self) -> CouponTerms:
         if (self.amount_off is None) == (self.percent_off is None):
-            raise ValueError("a coupon has exactly one of amount_off or percent_off")
+            raise InvalidCombination("amount_off", "a coupon takes off exactly one of `amount_off` or `percent_off`")
         if self.cap is not None and self.percent_off is None:
-            raise ValueError("cap applies to percent_off coupons only")
+            raise InvalidCombination("cap", "applies to `percent_off` coupons only")
         return self
 
 
@@ -71,32 +123,59 @@ class GrantRequest(Model):
     customer_id: Id
     currency: Currency
     kind: LotKind
-    amount: PositiveMinorUnits | None = None
+    amount: RequestPositiveMinorUnits | None = None
     coupon: CouponTerms | None = None
     promotion_id: Id | None = None
-    effective_at: Instant | None = None
-    expires_at: Instant | None = None
-    expires_in: timedelta | None = None
-    remind_before: timedelta | None = None
+    effective_at: RequestInstant | None = None
+    expires_at: RequestInstant | None = None
+    expires_in: Duration | None = None
+    remind_before: Duration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GrantRequest:
         if self.kind == "credit" and (self.amount is None or self.coupon is not None):
-            raise ValueError("a credit has an amount and no coupon terms")
+            raise InvalidCombination("amount", "a credit has an `amount` and no `coupon` terms")
         if self.kind == "coupon" and (self.coupon is None or self.amount is not None):
-            raise ValueError("a coupon has coupon terms and no amount")
+            raise InvalidCombination("coupon", "a coupon has `coupon` terms and no `amount`")
         if self.expires_at is not None and self.expires_in is not None:
-            raise ValueError("give expires_at or expires_in, not both")
-        if self.expires_in is not None and self.expires_in <= timedelta(0):
-            raise ValueError("expires_in must be positive")
-        if self.remind_before is not None:
-            if self.expires_at is None and self.expires_in is None:
-                raise ValueError("remind_before needs an expiry")
-            if self.remind_before <= timedelta(0):
-                raise ValueError("remind_before must be positive")
+            raise InvalidCombination("expires_in", "give `expires_at` or `expires_in`, not both")
         if self.effective_at and self.expires_at and self.expires_at <= self.effective_at:
-            raise ValueError("expires_at must be after effective_at")
+            raise InvalidCombination("expires_at", "must be after `effective_at`")
+        self._check_reminder()
         return self
+
+    def _check_reminder(self) -> None:
+        """A reminder is due before the expiry and after the lot is usable; one due earlier would
+        be sent at once, telling the customer about an expiry that is not near."""
+        if self.remind_before is None:
+            return
+        lifetime = self.expires_in
+        if self.expires_at is not None:
+            if self.effective_at is None:
+                return  # known only when applied: `check_reminder_at`
+            lifetime = self.expires_at - self.effective_at
+        if lifetime is None:
+            raise InvalidCombination("remind_before", "needs an expiry (`expires_at` or `expires_in`)")
+        if self.remind_before >= lifetime:
+            raise InvalidCombination(
+                "remind_before",
+                f"{format_duration(self.remind_before)} is not shorter than the lot's life "
+                f"({format_duration(lifetime)}): the reminder would be due before the lot is usable",
+            )
+
+    def check_reminder_at(self, now: datetime) -> None:
+        """The reminder check for an absolute expiry without `effective_at`, against the caller's
+        clock: a reminder due already is refused before anything is sent. An expiry already past
+        is left to the ledger, which refuses it as `ExpiryInPast`."""
+        if self.remind_before is None or self.expires_at is None or self.effective_at is not None:
+            return
+        now = now.astimezone(UTC)
+        if now < self.expires_at <= now + self.remind_before:
+            raise InvalidCombination(
+                "remind_before",
+                f"{format_duration(self.remind_before)} before `expires_at` is already past: "
+                "the reminder would be sent at once",
+            )
 
     def resolve_expiry(self, granted_at: datetime) -> datetime | None:
         """The absolute expiry of this grant if it is applied at `granted_at`."""
@@ -147,9 +226,9 @@ class RedeemRequest(Model):
     customer_id: Id
     order_id: Id
     currency: Currency
-    total: PositiveMinorUnits
+    total: RequestPositiveMinorUnits
     coupon_lot_id: Id | None = None
-    max_credit: MinorUnits | None = None
+    max_credit: RequestMinorUnits | None = None
 
 
 class Applied(Model):
@@ -179,7 +258,7 @@ class ReverseRequest(Model):
     customer_id: Id
     order_id: Id
     reversal_id: Id
-    amount: PositiveMinorUnits | None = None
+    amount: RequestPositiveMinorUnits | None = None
 
 
 class Reversal(Model):
@@ -203,7 +282,7 @@ class RevokeRequest(Model):
 
     customer_id: Id
     lot_id: Id
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason
 
 
 class Revocation(Model):
@@ -252,4 +331,5 @@ class WalletView(Model):
     balances: dict[str, int] = Field(description="currency -> minor units available now")
     pending: dict[str, int] = Field(description="currency -> minor units granted but not yet effective")
     lots: list[Lot]
-    ledger: list[LedgerEntry]
+    ledger: list[LedgerEntry] = Field(description="oldest first: every row, or the newest ones when limited")
+    ledger_total: int = Field(ge=0, description="how many ledger rows the customer has in all")

@@ -11,9 +11,10 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, Strict
 
 from incentives.domain.errors import InvalidAmount, UnknownCurrency
+from incentives.domain.inputs import shown
 
 # Active ISO 4217 codes (list one, 2024) and their minor-unit exponents. Funds codes (BOV, CLF,
 # COU, MXV, USN, UYI, UYW, CHE, CHW) and precious metals (XAU...) are left out on purpose:
@@ -34,12 +35,14 @@ _EXPONENTS: dict[str, int] = {
     **dict.fromkeys(_THREE_DIGITS.split(), 3),
 }
 
-# Digits, optionally a point and digits. No sign, exponent, spaces, NaN or infinity.
+# ASCII digits, optionally a point and digits. No sign, exponent, spaces, NaN or infinity.
 _DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.(?P<fraction>[0-9]+))?")
 
 # Far above any real incentive, and well inside Postgres' bigint: an obvious typo is an error,
 # not a liability.
 MAX_MINOR_UNITS = 10**15
+# The most minor-unit digits any currency has (KWD, BHD...): more decimals fit no currency.
+MAX_EXPONENT = max(_EXPONENTS.values())
 
 
 def exponent(currency: str) -> int:
@@ -50,8 +53,28 @@ def exponent(currency: str) -> int:
 def check_currency(value: str, field: str = "currency") -> str:
     """The currency code itself, if it is a known ISO 4217 code (upper case, three letters)."""
     if value not in _EXPONENTS:
-        raise UnknownCurrency(field, f"{value!r} is not an ISO 4217 currency code (e.g. USD, EUR, JPY)")
+        raise UnknownCurrency(field, f"{shown(value)} is not an ISO 4217 currency code (e.g. USD, EUR, JPY)")
     return value
+
+
+def check_decimal(text: str, field: str, *, currency: str | None = None, allow_zero: bool = False) -> None:
+    """What an amount must be: a positive decimal such as 10.00, within the maximum, with at most
+    the decimals of `currency` (of any currency when None: a command can refuse `--amount abc`
+    before it asks the ledger for the order's currency)."""
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        raise InvalidAmount(field, f"{shown(text)} is not a positive decimal amount such as 10.00")
+    fraction = match.group("fraction") or ""
+    digits = MAX_EXPONENT if currency is None else exponent(currency)
+    if len(fraction) > digits:
+        allowed = "no decimals" if digits == 0 else f"at most {digits} decimal(s)"
+        which = currency or "any currency"
+        raise InvalidAmount(field, f"{shown(text)} has more decimals than {which} allows ({allowed})")
+    # Bounded before `int`, which refuses strings past 4,300 digits with a ValueError.
+    if len(match.group("whole").lstrip("0")) > len(str(MAX_MINOR_UNITS)):
+        raise InvalidAmount(field, f"{shown(text)} is larger than the allowed maximum")
+    if not allow_zero and int(match.group("whole") + fraction) == 0:
+        raise InvalidAmount(field, f"{shown(text)} must be greater than zero")
 
 
 def parse_amount(text: str, currency: str, field: str = "amount", *, allow_zero: bool = False) -> int:
@@ -61,19 +84,11 @@ def parse_amount(text: str, currency: str, field: str = "amount", *, allow_zero:
     naming `field`. Zero is refused unless `allow_zero` (a cap of zero is meaningful; a grant of
     zero is not).
     """
-    digits = exponent(currency)
-    match = _DECIMAL.fullmatch(text)
-    if match is None:
-        raise InvalidAmount(field, f"{text!r} is not a positive decimal amount such as 10.00")
-    fraction = match.group("fraction") or ""
-    if len(fraction) > digits:
-        allowed = "no decimals" if digits == 0 else f"at most {digits} decimal(s)"
-        raise InvalidAmount(field, f"{text!r} has more decimals than {currency} allows ({allowed})")
-    minor = int(match.group("whole") + fraction.ljust(digits, "0"))
-    if minor == 0 and not allow_zero:
-        raise InvalidAmount(field, f"{text!r} must be greater than zero")
+    check_decimal(text, field, currency=currency, allow_zero=allow_zero)
+    whole, _, fraction = text.partition(".")
+    minor = int(whole + fraction.ljust(exponent(currency), "0"))
     if minor > MAX_MINOR_UNITS:
-        raise InvalidAmount(field, f"{text!r} is larger than the allowed maximum")
+        raise InvalidAmount(field, f"{shown(text)} is larger than the allowed maximum")
     return minor
 
 
@@ -96,3 +111,9 @@ MinorUnits = Annotated[int, Field(ge=0, le=MAX_MINOR_UNITS)]
 
 PositiveMinorUnits = Annotated[int, Field(gt=0, le=MAX_MINOR_UNITS)]
 """A strictly positive amount in the minor units of the currency beside it."""
+
+# What a caller sends is strictly an int: never a bool, a float, or a string that reads as one
+# ("10" would be ten cents, not ten dollars). What the engine computes (sums from Postgres arrive
+# as Decimal) stays coerced by the two above.
+RequestMinorUnits = Annotated[int, Strict(), Field(ge=0, le=MAX_MINOR_UNITS)]
+RequestPositiveMinorUnits = Annotated[int, Strict(), Field(gt=0, le=MAX_MINOR_UNITS)]

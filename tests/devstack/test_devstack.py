@@ -1,4 +1,5 @@
-"""`incentives dev up | down | status` in a scratch home: start, reuse, stale pid files, stop."""
+"""`incentives dev up | down | status` in a scratch home: start, reuse, stale pid files, stop; and
+`status` as a health check (exit 3 when a server does not answer)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,16 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
         assert again.returncode == 0, again.stderr
         assert (home / "temporal.pid").read_text().strip() == temporal_pid
         assert (home / "pg" / "postmaster.pid").read_text().split()[0] == postgres_pid
-        assert f"running (pid {temporal_pid}" in dev(home, "status", ports=ports).stdout
+        healthy = dev(home, "status", ports=ports)
+        assert f"running (pid {temporal_pid}" in healthy.stdout
+        assert (healthy.returncode, "health        both answer") == (0, healthy.stdout.splitlines()[-1])
 
         down = dev(home, "down", ports=ports)
         assert (down.returncode, down.stdout.strip()) == (0, "stopped Temporal, Postgres")
-        status = dev(home, "status", ports=ports).stdout
-        assert status.count("not running") == 2
+        status = dev(home, "status", ports=ports)
+        assert status.stdout.count("not running") == 2
+        assert status.returncode == 3
+        assert status.stdout.splitlines()[-1].startswith("health        DOWN: Temporal (cannot reach Temporal")
 
         # Pid files left by a crash name processes that are gone: neither blocks the next start.
         (home / "temporal.pid").write_text("999999\n")
@@ -67,3 +72,24 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
     finally:
         dev(home, "down", ports=ports)
     assert dev(home, "down", ports=ports).stdout.strip() == "nothing was running"
+
+
+def test_status_of_external_servers_checks_that_they_answer(home: Path) -> None:
+    """With TEMPORAL_ADDRESS and DATABASE_URL, nothing is embedded: only a connection tells."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))},
+        "INCENTIVES_HOME": str(home),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/nothing",
+    }
+    status = subprocess.run(
+        [str(Path(sys.executable).parent / "incentives"), "dev", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert status.returncode == 3, status.stderr
+    assert "DOWN: Temporal (cannot reach Temporal" in status.stdout
+    assert "; Postgres (cannot connect to Postgres" in status.stdout

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incentives.domain.errors import InvalidAmount, UnknownCurrency
-from incentives.domain.money import MAX_MINOR_UNITS, exponent, format_amount, format_money, parse_amount
+from incentives.domain.money import MAX_MINOR_UNITS, check_decimal, exponent, format_amount, format_money, parse_amount
 
 
 class TestParseAmount:
@@ -32,6 +32,10 @@ class TestParseAmount:
             ("0", "USD", "greater than zero"),
             ("0.00", "USD", "greater than zero"),
             ("99999999999999999", "USD", "larger than the allowed maximum"),
+            ("9" * 4301, "USD", "larger than the allowed maximum"),  # past `int`'s string limit
+            ("١٠", "USD", "not a positive decimal"),
+            ("１０", "USD", "not a positive decimal"),
+            ("10²", "USD", "not a positive decimal"),
         ],
     )
     def test_malformed_amounts_are_typed_errors_naming_the_field(self, text: str, currency: str, why: str) -> None:
@@ -43,6 +47,12 @@ class TestParseAmount:
     def test_unknown_currencies_are_typed_errors(self, currency: str) -> None:
         with pytest.raises(UnknownCurrency, match="not an ISO 4217"):
             parse_amount("10", currency, "--total")
+
+    def test_an_amount_can_be_checked_before_its_currency_is_known(self) -> None:
+        check_decimal("1.250", "--amount")
+        for text, why in [("abc", "not a positive decimal"), ("1.0001", "than any currency allows"), ("0", "zero")]:
+            with pytest.raises(InvalidAmount, match=why):
+                check_decimal(text, "--amount")
 
     def test_zero_is_allowed_where_it_means_something(self) -> None:
         assert parse_amount("0", "USD", "--max-credit", allow_zero=True) == 0

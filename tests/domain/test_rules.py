@@ -67,7 +67,7 @@ class TestCouponDiscount:
     def test_terms_must_name_exactly_one_discount(self) -> None:
         with pytest.raises(ValueError, match="exactly one"):
             CouponTerms(amount_off=1, percent_off=1)
-        with pytest.raises(ValueError, match="cap applies"):
+        with pytest.raises(ValueError, match="cap: applies to `percent_off` coupons only"):
             CouponTerms(amount_off=1, cap=5)
 
 
