@@ -1,0 +1,237 @@
+"""Promotions: the terms a promotion grants under, and what its workflow and activities exchange.
+
+A promotion grants one lot per audience entry, in set-based batches written straight into the
+ledger (no wallet is started), and keeps the clock of the lots it granted. Amounts are minor units
+of the promotion's one currency; instants are UTC. The spec file a product team writes is parsed
+into `PromotionTerms` by `incentives.domain.promotion_spec`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, Strict, ValidationInfo, model_validator
+
+from incentives.domain.errors import InvalidCombination, InvalidId
+from incentives.domain.inputs import check_id, shown
+from incentives.domain.models import CouponTerms, Duration, Instant, LotKind, Model, RequestInstant
+from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
+
+# A promotion id names its workflow (`promotion:<id>`) and prefixes its lots' ids
+# (`<promotion>:<customer>`), so it holds no ':' (the first ':' of a lot id ends the promotion id,
+# and no two (promotion, customer) pairs can share a lot id) and is short enough to leave room
+# for a customer id.
+PROMOTION_ID_MAX_LENGTH = 64
+_PROMOTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/-]*")
+MAX_PER_CUSTOMER = 100
+
+PromotionState = Literal["scheduled", "granting", "paused", "active", "ended", "cancelled", "closed"]
+# Why an audience entry got no lot.
+SkipReason = Literal["budget", "max_grants", "per_customer", "lot_id_taken", "ended", "cancelled"]
+
+
+def check_promotion_id(value: str, field: str = "id") -> str:
+    check_id(value, field)
+    if len(value) > PROMOTION_ID_MAX_LENGTH or _PROMOTION_ID.fullmatch(value) is None:
+        raise InvalidId(
+            field,
+            f"{shown(value)} is not a promotion id: at most {PROMOTION_ID_MAX_LENGTH} letters, digits "
+            "and . _ @ / - (no ':', which separates the promotion from the customer in lot ids)",
+        )
+    return value
+
+
+def _promotion_id(value: str, info: ValidationInfo) -> str:
+    return check_promotion_id(value, info.field_name or "id")
+
+
+PromotionId = Annotated[str, Strict(), AfterValidator(_promotion_id)]
+
+
+def promotion_workflow_id(promotion_id: str) -> str:
+    return f"promotion:{promotion_id}"
+
+
+class PoolTerms(Model):
+    """A budget several promotions draw on; promotions naming one pool must agree on its cap."""
+
+    pool_id: PromotionId
+    amount: PositiveMinorUnits
+
+
+class Budget(Model):
+    """The most a promotion may ever commit: for credits the value granted, for coupons the
+    discounts actually redeemed (enforced at checkout). Never exceeded, enforced in Postgres."""
+
+    amount: PositiveMinorUnits
+    max_grants: Annotated[int, Field(ge=1)] | None = None
+    per_customer: Annotated[int, Field(ge=1, le=MAX_PER_CUSTOMER)] = 1
+    pool: PoolTerms | None = None
+
+
+class Validity(Model):
+    """When a promotion's lots are usable. Relative times count from the lot's grant wave."""
+
+    expires_after: Duration | None = None
+    expires_at: RequestInstant | None = None
+    effective_after: Duration | None = None
+    remind_before: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> Validity:
+        if (self.expires_after is None) == (self.expires_at is None):
+            raise InvalidCombination("validity", "give expires_after or expires_at, not both and not neither")
+        lifetime = self.expires_after
+        if lifetime is not None and self.effective_after is not None and self.effective_after >= lifetime:
+            raise InvalidCombination("validity.effective_after", "must be shorter than expires_after")
+        if self.remind_before is not None and lifetime is not None:
+            usable = lifetime - (self.effective_after or timedelta(0))
+            if self.remind_before >= usable:
+                raise InvalidCombination("validity.remind_before", "must be shorter than the time the lot is usable")
+        return self
+
+    def effective_at(self, wave: datetime) -> datetime | None:
+        return wave + self.effective_after if self.effective_after is not None else None
+
+    def expires_at_for(self, wave: datetime) -> datetime:
+        if self.expires_at is not None:
+            return self.expires_at
+        assert self.expires_after is not None, "checked by _one_expiry"
+        return wave + self.expires_after
+
+
+class PromotionTerms(Model):
+    """What a promotion grants, to whom at most, and when. Carried in the workflow's input: no
+    audience here (it lives in Postgres), so the history stays small whatever the audience size."""
+
+    promotion_id: PromotionId
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: LotKind
+    currency: Currency
+    amount: PositiveMinorUnits | None = Field(default=None, description="a credit's value per lot")
+    coupon: CouponTerms | None = None
+    validity: Validity
+    budget: Budget
+    starts_at: Instant
+    ends_at: Instant
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PromotionTerms:
+        if self.kind == "credit" and (self.amount is None or self.coupon is not None):
+            raise InvalidCombination("value", "a credit promotion gives an amount")
+        if self.kind == "coupon" and (self.coupon is None or self.amount is not None):
+            raise InvalidCombination("value", "a coupon promotion gives percent or amount off")
+        if self.ends_at <= self.starts_at:
+            raise InvalidCombination("schedule.ends_at", "must be after schedule.starts_at")
+        if self.validity.expires_at is not None and self.validity.expires_at <= self.starts_at:
+            raise InvalidCombination("validity.expires_at", "must be after schedule.starts_at")
+        return self
+
+    @property
+    def grant_cost(self) -> int:
+        """What one grant commits against the budget: a credit's value; a coupon commits at checkout."""
+        return self.amount if self.amount is not None else 0
+
+    def worst_case(self, grants: int) -> str:
+        """The most `grants` lots could ever cost, for `promotion check`."""
+        if self.amount is not None:
+            return format_money(self.amount * grants, self.currency)
+        assert self.coupon is not None
+        per_use = self.coupon.amount_off or self.coupon.cap
+        if per_use is None:
+            return "unbounded per order (a percentage without a cap); the budget caps it"
+        return format_money(per_use * self.coupon.uses * grants, self.currency)
+
+
+class AudienceLoad(Model):
+    """One staged audience (the spec's, or one `add-audience`): positions first..first+size-1."""
+
+    load_no: Annotated[int, Field(ge=0)]
+    first_position: Annotated[int, Field(ge=1)]
+    size: Annotated[int, Field(ge=0)]
+    duplicates: Annotated[int, Field(ge=0)] = 0
+    digest: str
+
+
+class GrantBatchInput(Model):
+    """Grant positions [first, last] of a promotion's audience, as of its wave's instant."""
+
+    promotion_id: PromotionId
+    first_position: int
+    last_position: int
+    wave: Instant
+
+
+class BatchOutcome(Model):
+    """What one batch did; the same on a retry (the first result is recorded)."""
+
+    granted: MinorUnits
+    skipped: dict[SkipReason, int]
+    committed: MinorUnits = Field(description="value committed by this batch")
+    budget_met: bool
+
+
+class ClockInput(Model):
+    promotion_id: PromotionId
+    as_of: Instant
+
+
+class ClockOutcome(Model):
+    """One tick of a promotion's clock: what it did to the lots due, and when the next is due."""
+
+    activated: int
+    reminded: int
+    expired: int
+    expired_value: MinorUnits
+    holding: int = Field(description="lots of the promotion still pending or active")
+    next_due: Instant | None
+
+
+class OpenPromotion(Model):
+    terms: PromotionTerms
+    audience: AudienceLoad
+
+
+class PromotionFigures(Model):
+    """A promotion's books, from the ledger. Value in minor units of `currency`."""
+
+    promotion_id: PromotionId
+    currency: Currency
+    customers_granted: int
+    lots_granted: int
+    granted: MinorUnits
+    redeemed: MinorUnits
+    reversed: MinorUnits
+    expired: MinorUnits = Field(description="breakage: value that expired unused")
+    revoked: MinorUnits
+    outstanding: MinorUnits = Field(description="liability: value still held by live lots")
+    coupon_uses_left: int
+
+
+class PromotionStatus(Model):
+    """`incentives promotion status --json`."""
+
+    promotion_id: PromotionId
+    name: str
+    state: PromotionState
+    kind: LotKind
+    currency: Currency
+    audience: int
+    processed: int = Field(description="audience entries granted or skipped so far")
+    granted: int
+    skipped: dict[str, int]
+    committed: MinorUnits
+    budget: MinorUnits
+    redeemed: MinorUnits
+    reversed: MinorUnits
+    expired: MinorUnits
+    revoked: MinorUnits
+    starts_at: Instant
+    ends_at: Instant
+    report: PromotionFigures | None = Field(description="the report written when it ended or closed")
+
+
+class Extend(Model):
+    ends_at: RequestInstant
