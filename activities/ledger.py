@@ -67,7 +67,15 @@ from incentives.domain.messages import (
     RevokeOutcome,
     WalletMemory,
 )
-from incentives.domain.models import Applied, Lot, Redemption, RedemptionSummary, Reversal, Revocation
+from incentives.domain.models import (
+    Applied,
+    Lot,
+    Redemption,
+    RedemptionSummary,
+    Reversal,
+    Revocation,
+    wallet_id,
+)
 
 
 class LedgerActivities:
@@ -267,12 +275,14 @@ class LedgerActivities:
 
     @activity.defn(name="load_wallet")
     async def load_wallet(self, load: LoadWalletInput) -> WalletMemory:
-        """What a new wallet run needs from the ledger: its live lots and its reversible orders."""
+        """What a new wallet run needs from the ledger: the live lots whose clock it keeps (a
+        promotion keeps its own lots' clock; the ledger redeems them whatever the wallet holds)
+        and its reversible orders."""
         async with self._pool.acquire() as conn:
             lots = await conn.fetch(
-                """SELECT * FROM lots WHERE customer_id = $1 AND status IN ('pending', 'active')
+                """SELECT * FROM lots WHERE clock_workflow_id = $1 AND status IN ('pending', 'active')
                    ORDER BY granted_at, lot_id""",
-                load.customer_id,
+                wallet_id(load.customer_id),
             )
             orders = await conn.fetch(
                 """SELECT order_id FROM redemptions WHERE customer_id = $1 AND redeemed_at >= $2
@@ -321,6 +331,7 @@ async def _insert_lot(conn: Connection, grant: GrantInput) -> Lot:
         "remind_before": request.remind_before,
         "granted_at": grant.granted_at,
         "grant_digest": request.digest(),
+        "clock_workflow_id": wallet_id(request.customer_id),
     }
     row = await conn.fetchrow(
         _insert_sql("lots", columns, "ON CONFLICT (lot_id) DO NOTHING RETURNING *"), *columns.values()

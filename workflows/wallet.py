@@ -12,7 +12,9 @@ different payload (grants are permanent), revoking a lot it saw expire (expiry i
 reversing more than an order has left (unseen reversals only lower what is left). Everything else
 goes to the ledger activity, which looks up the idempotency key first and decides under the
 customer's lock; its refusal is the Update's failure. Each validator below says which case it is.
-- Time is durable timers: a pending lot activates at `effective_at`, a reminder is recorded once
+- Time is durable timers, for the lots whose clock the wallet keeps (those granted through it; a
+  promotion keeps the clock of the lots it grants, and the ledger redeems those all the same): a
+  pending lot activates at `effective_at`, a reminder is recorded once
   at `expires_at - remind_before`, what is left expires at `expires_at`.
 - The wallet never computes value on its own: its lots are copies of what the ledger activities
   returned.
@@ -61,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         ReverseRequest,
         Revocation,
         RevokeRequest,
+        wallet_id,
     )
     from incentives.domain.money import format_money
     from workflows import activity_calls
@@ -68,10 +71,6 @@ with workflow.unsafe.imports_passed_through():
 WALLET_WORKFLOW = "Wallet"
 # Bounds the memory carried across continue-as-new (well under the 2 MB payload limit).
 MAX_REMEMBERED_ORDERS = 1000
-
-
-def wallet_id(customer_id: str) -> str:
-    return f"wallet:{customer_id}"
 
 
 class WalletInput(Model):
@@ -204,6 +203,8 @@ class WalletWorkflow:
         )
 
     def _remember(self, lot: Lot) -> Lot:
+        if not lot.clock_kept_by(wallet_id(self._customer_id)):
+            return lot  # a promotion's lot: its clock and its memory are the promotion's
         self._lots[lot.lot_id] = lot
         deadline = self._next_deadline()
         if deadline is not None and (self._planned is None or deadline < self._planned):

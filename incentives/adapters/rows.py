@@ -35,6 +35,7 @@ def lot_from_row(row: Row) -> Lot:
         remind_before=row["remind_before"],
         reminded=row["reminded_at"] is not None,
         granted_at=row["granted_at"],
+        clock_workflow_id=row["clock_workflow_id"],
     )
 
 

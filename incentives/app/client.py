@@ -52,8 +52,9 @@ from incentives.domain.models import (
     Revocation,
     RevokeRequest,
     WalletView,
+    wallet_id,
 )
-from workflows.wallet import WalletInput, WalletWorkflow, wallet_id
+from workflows.wallet import WalletInput, WalletWorkflow
 
 Result = TypeVar("Result", bound=Model)
 WalletStart = WithStartWorkflowOperation[WalletWorkflow, Any]

@@ -82,6 +82,11 @@ EntryType = Literal["grant", "redeem", "reverse", "expire", "revoke"]
 EventType = Literal["granted", "activated", "reminder", "expired", "redeemed", "reversed", "revoked"]
 
 
+def wallet_id(customer_id: str) -> str:
+    """The id of a customer's wallet workflow, which keeps the clock of the lots granted to it."""
+    return f"wallet:{customer_id}"
+
+
 class Model(BaseModel):
     """Immutable, strict about unknown fields: a typo in a spec or a payload is an error."""
 
@@ -207,11 +212,18 @@ class Lot(Model):
     remind_before: timedelta | None
     reminded: bool
     granted_at: Instant
+    # None in payloads recorded before promotions: those lots were all their wallet's.
+    clock_workflow_id: str | None = Field(
+        default=None, description="the workflow that activates, reminds and expires the lot"
+    )
 
     @property
     def has_value(self) -> bool:
         """Whether the lot can still give anything: credit left, or coupon uses left."""
         return self.remaining > 0 if self.kind == "credit" else bool(self.uses_left)
+
+    def clock_kept_by(self, workflow_id: str) -> bool:
+        return (self.clock_workflow_id or wallet_id(self.customer_id)) == workflow_id
 
     @property
     def remind_at(self) -> datetime | None:

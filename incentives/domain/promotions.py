@@ -152,7 +152,7 @@ class AudienceLoad(Model):
     first_position: Annotated[int, Field(ge=1)]
     size: Annotated[int, Field(ge=0)]
     duplicates: Annotated[int, Field(ge=0)] = 0
-    digest: str
+    checksum: str = Field(description="SHA-256 of the ids as staged, in order: the same file twice is one load")
 
 
 class GrantBatchInput(Model):

@@ -25,10 +25,9 @@ from incentives.app.client import IncentivesClient
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.errors import Rejected
-from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
+from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest, wallet_id
 from tests.helpers import eventually
 from tests.helpers.builders import credit
-from workflows.wallet import wallet_id
 
 HERE = Path(__file__).parent / "histories" / "local_ledger_calls"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]

@@ -17,7 +17,8 @@ from workflows import WORKFLOWS
 with workflow.unsafe.imports_passed_through():
     # This module defines a workflow, so the sandbox imports it; the seam reads settings from disk.
     from incentives.adapters.temporal import DATA_CONVERTER
-from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow, wallet_id
+from incentives.domain.models import wallet_id
+from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 

@@ -21,11 +21,10 @@ from temporalio.testing import WorkflowEnvironment
 from incentives.adapters.db import Pool
 from incentives.app.client import IncentivesClient
 from incentives.domain.errors import LotConflict, NothingToRedeem, OrderConflict
-from incentives.domain.models import Model, ReverseRequest
+from incentives.domain.models import Model, ReverseRequest, wallet_id
 from tests.helpers import eventually, running_wallets
 from tests.helpers.builders import NewId, credit, order
 from tests.helpers.ledger import assert_ledger_balances, ledger_rows, remaining
-from workflows.wallet import wallet_id
 
 
 class TestExactlyOnce:

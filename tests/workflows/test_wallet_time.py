@@ -14,11 +14,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
 from incentives.domain.errors import CouponNotUsable, MinimumNotMet, NothingToRedeem
-from incentives.domain.models import CouponTerms, ReverseRequest, RevokeRequest
+from incentives.domain.models import CouponTerms, ReverseRequest, RevokeRequest, wallet_id
 from tests.helpers import eventually, running_wallets
 from tests.helpers.builders import NewId, coupon, credit, order
 from tests.helpers.ledger import assert_ledger_balances, entry_amounts, events, ledger_rows, remaining
-from workflows.wallet import WalletWorkflow, wallet_id
+from workflows.wallet import WalletWorkflow
 
 DAY = timedelta(days=1)
 
