@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.ledger import LedgerActivities
+from activities.promotions import PromotionActivities
 from incentives.adapters.db import Pool
 
 
 def all_activities(pool: Pool) -> list[Callable[..., Any]]:
-    return LedgerActivities(pool).activities()
+    return [*LedgerActivities(pool).activities(), *PromotionActivities(pool).activities()]

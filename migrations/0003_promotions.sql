@@ -75,6 +75,16 @@ CREATE TABLE promotion_batches (
     CONSTRAINT positions_in_order CHECK (last_position >= first_position)
 );
 
+-- A promotion lot's id: '<promotion>:<customer>' for a customer's first lot of the promotion,
+-- '<promotion>@<n>:<customer>' for the n-th. Promotion ids hold neither ':' nor '@', so no two
+-- (promotion, customer, n) share an id; a customer id too long for 128 characters is hashed.
+CREATE FUNCTION promotion_lot_id(promotion text, customer text, ordinal bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN length(prefix || ':' || customer) <= 128 THEN prefix || ':' || customer
+                ELSE prefix || ':' || md5(customer) END
+    FROM (SELECT CASE WHEN ordinal = 1 THEN promotion ELSE promotion || '@' || ordinal END AS prefix) p
+$$;
+
 ALTER TABLE lots ADD COLUMN clock_workflow_id text;
 UPDATE lots SET clock_workflow_id = 'wallet:' || customer_id;
 ALTER TABLE lots ALTER COLUMN clock_workflow_id SET NOT NULL;

@@ -16,8 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.logs import configure_logging
 from incentives.adapters.migrations import migrate
-from incentives.adapters.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, search_attribute_flags
+from incentives.adapters.temporal import DATA_CONVERTER, search_attribute_flags
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 
 TEMPORAL_TEST_SERVER_BIN = TEMPORAL_BIN.parent / "temporal-test-server"
 SHORT_HISTORY = 40

@@ -5,19 +5,16 @@ recorder. A replayer configured unlike the worker would mis-decode payloads with
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
 from incentives.adapters.endpoints import HINT, endpoints
 from incentives.adapters.settings import Settings
 from incentives.domain.errors import Unavailable
+from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 
 DATA_CONVERTER: DataConverter = pydantic_data_converter
 
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-# Registered by `dev up` (and by the test servers); a real cluster registers them once by hand.
-SEARCH_ATTRIBUTES: dict[str, str] = {CUSTOMER_ID.name: "Keyword"}
 
 
 def search_attribute_flags() -> list[str]:

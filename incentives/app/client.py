@@ -37,7 +37,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from incentives.adapters.db import Pool
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
-from incentives.adapters.temporal import CUSTOMER_ID, connect_temporal
+from incentives.adapters.temporal import connect_temporal
 from incentives.app import views
 from incentives.domain.errors import OutcomeUnknown, from_failure
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
@@ -54,6 +54,7 @@ from incentives.domain.models import (
     WalletView,
     wallet_id,
 )
+from incentives.domain.search_attributes import CUSTOMER_ID
 from workflows.wallet import WalletInput, WalletWorkflow
 
 Result = TypeVar("Result", bound=Model)

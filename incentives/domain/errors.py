@@ -145,6 +145,22 @@ class InsufficientValue(Rejected):
     """A guard in SQL fired: a lot no longer holds what the caller expected (a stale caller)."""
 
 
+class PromotionConflict(Rejected):
+    """A promotion id already runs with different terms, or a control its state does not allow."""
+
+
+class PoolConflict(Rejected):
+    """A budget pool named with another cap or currency than the promotions already drawing on it."""
+
+
+class AudienceNotStaged(Rejected):
+    """A promotion's audience load is missing from Postgres, or differs from what was staged."""
+
+
+class BudgetExhausted(Rejected):
+    """A coupon's discount would take its promotion (or its pool) past the budget."""
+
+
 class Unavailable(IncentivesError):
     """Temporal or Postgres cannot be reached; nothing was sent."""
 
@@ -177,6 +193,10 @@ REJECTIONS: dict[str, type[Rejected]] = {
         NotDue,
         WrongWallet,
         InsufficientValue,
+        PromotionConflict,
+        PoolConflict,
+        AudienceNotStaged,
+        BudgetExhausted,
     )
 }
 

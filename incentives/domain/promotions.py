@@ -20,11 +20,11 @@ from incentives.domain.models import CouponTerms, Duration, Instant, LotKind, Mo
 from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
 
 # A promotion id names its workflow (`promotion:<id>`) and prefixes its lots' ids
-# (`<promotion>:<customer>`), so it holds no ':' (the first ':' of a lot id ends the promotion id,
-# and no two (promotion, customer) pairs can share a lot id) and is short enough to leave room
-# for a customer id.
+# (`<promotion>:<customer>`, `<promotion>@<n>:<customer>` for a customer's n-th lot), so it holds
+# no ':' or '@' (no two (promotion, customer, n) can then share a lot id) and is short enough to
+# leave room for a customer id.
 PROMOTION_ID_MAX_LENGTH = 64
-_PROMOTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@/-]*")
+_PROMOTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 MAX_PER_CUSTOMER = 100
 
 PromotionState = Literal["scheduled", "granting", "paused", "active", "ended", "cancelled", "closed"]
@@ -38,7 +38,7 @@ def check_promotion_id(value: str, field: str = "id") -> str:
         raise InvalidId(
             field,
             f"{shown(value)} is not a promotion id: at most {PROMOTION_ID_MAX_LENGTH} letters, digits "
-            "and . _ @ / - (no ':', which separates the promotion from the customer in lot ids)",
+            "and . _ / - (no ':' or '@': they separate the promotion from the customer in lot ids)",
         )
     return value
 
@@ -125,8 +125,9 @@ class PromotionTerms(Model):
             raise InvalidCombination("value", "a coupon promotion gives percent or amount off")
         if self.ends_at <= self.starts_at:
             raise InvalidCombination("schedule.ends_at", "must be after schedule.starts_at")
-        if self.validity.expires_at is not None and self.validity.expires_at <= self.starts_at:
-            raise InvalidCombination("validity.expires_at", "must be after schedule.starts_at")
+        if self.validity.expires_at is not None and self.validity.expires_at <= self.ends_at:
+            # A lot granted just before the end must still be usable.
+            raise InvalidCombination("validity.expires_at", "must be after schedule.ends_at")
         return self
 
     @property
@@ -235,3 +236,18 @@ class PromotionStatus(Model):
 
 class Extend(Model):
     ends_at: RequestInstant
+
+
+class StateChange(Model):
+    """`record_state` input: the promotion's new state, and whether to write its report."""
+
+    promotion_id: PromotionId
+    state: PromotionState
+    as_of: Instant
+    write_report: bool = False
+
+
+class RevokeOutstanding(Model):
+    promotion_id: PromotionId
+    as_of: Instant
+    reason: str

@@ -1,0 +1,516 @@
+"""The promotion activities: set-based writes, so a grant costs Postgres rows, not a workflow.
+
+Guarantees, for every activity here:
+- A batch is one transaction: its lots, their `grant` ledger rows, their `granted` events, the
+  promotion's counters and the budget (and pool) reservation commit together or not at all.
+- Idempotent: a batch is recorded under (promotion, first position) and a retry returns the
+  recorded outcome; lot ids are deterministic (`promotion_lot_id` in SQL), so nothing can grant
+  twice. Clock transitions select only lots still due (pending, unreminded, live), so a repeated
+  tick finds nothing left to do.
+- Guarded in Postgres: the promotion's row and its pool's are locked for the batch, and CHECK
+  constraints refuse committing past a budget, a pool cap or `max_grants` even to a stale caller.
+- Bounded: a clock transition works in chunks of `CHUNK` lots, each its own transaction, so
+  expiring a million lots never holds a million row locks at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from temporalio import activity
+
+from activities.ledger_writes import activity_log, fetch_one, origin, rejections_as_failures
+from incentives.adapters.db import Connection, Pool
+from incentives.adapters.rows import Row
+from incentives.domain.errors import AudienceNotStaged, PoolConflict, PromotionConflict
+from incentives.domain.promotions import (
+    BatchOutcome,
+    ClockInput,
+    ClockOutcome,
+    GrantBatchInput,
+    OpenPromotion,
+    PromotionFigures,
+    PromotionTerms,
+    RevokeOutstanding,
+    SkipReason,
+    StateChange,
+    promotion_workflow_id,
+)
+
+CHUNK = 20_000
+THRESHOLDS = (50, 80, 100)
+_HEARTBEAT_EVERY = 2.0
+
+T = TypeVar("T")
+
+
+class PromotionActivities:
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    def activities(self) -> list[Callable[..., Any]]:
+        return [self.open_promotion, self.grant_batch, self.tick_clock, self.record_state, self.revoke_outstanding]
+
+    @activity.defn(name="open_promotion")
+    async def open_promotion(self, opening: OpenPromotion) -> None:
+        """Writes the promotion's row (and its pool's) once; the same terms again change nothing."""
+        terms = opening.terms
+        with rejections_as_failures():
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('promotion:' || $1, 0))", terms.promotion_id
+                )
+                await _check_audience(conn, opening)
+                existing = await conn.fetchrow(
+                    "SELECT terms_digest FROM promotions WHERE promotion_id = $1", terms.promotion_id
+                )
+                if existing is not None:
+                    if existing["terms_digest"] != terms.digest():
+                        raise PromotionConflict(f"promotion {terms.promotion_id} already exists with different terms")
+                    return
+                await _join_pool(conn, terms)
+                await _insert_promotion(conn, terms)
+        activity_log(promotion_id=terms.promotion_id).info("promotion opened", budget=terms.budget.amount)
+
+    @activity.defn(name="grant_batch")
+    async def grant_batch(self, batch: GrantBatchInput) -> BatchOutcome:
+        """Grants one lot per eligible audience entry in [first, last] that fits the budget."""
+        return await _heartbeating(self._grant_batch(batch))
+
+    async def _grant_batch(self, batch: GrantBatchInput) -> BatchOutcome:
+        log = activity_log(promotion_id=batch.promotion_id, first_position=batch.first_position)
+        async with self._pool.acquire() as conn, conn.transaction():
+            promotion = await fetch_one(
+                conn, "SELECT * FROM promotions WHERE promotion_id = $1 FOR UPDATE", batch.promotion_id
+            )
+            recorded = await conn.fetchval(
+                "SELECT outcome FROM promotion_batches WHERE promotion_id = $1 AND first_position = $2",
+                batch.promotion_id,
+                batch.first_position,
+            )
+            if recorded is not None:
+                log.info("batch already granted")
+                return BatchOutcome.model_validate(recorded)
+            outcome = await _grant(conn, promotion, batch)
+        log.info("batch granted", granted=outcome.granted, skipped=outcome.skipped, committed=outcome.committed)
+        return outcome
+
+    @activity.defn(name="tick_clock")
+    async def tick_clock(self, clock: ClockInput) -> ClockOutcome:
+        """Applies every transition due at `as_of` to the promotion's lots, then says when the next is due."""
+        return await _heartbeating(self._tick(clock))
+
+    async def _tick(self, clock: ClockInput) -> ClockOutcome:
+        keeper = promotion_workflow_id(clock.promotion_id)
+        activated, _ = await self._in_chunks(_ACTIVATE, keeper, clock.as_of)
+        reminded, _ = await self._in_chunks(_REMIND, keeper, clock.as_of)
+        expired, expired_value = await self._in_chunks(_EXPIRE, keeper, clock.as_of)
+        async with self._pool.acquire() as conn:
+            state = await fetch_one(conn, _CLOCK_STATE, keeper)
+        outcome = ClockOutcome(
+            activated=activated,
+            reminded=reminded,
+            expired=expired,
+            expired_value=expired_value,
+            holding=state["holding"],
+            next_due=state["next_due"],
+        )
+        activity_log(promotion_id=clock.promotion_id).info("clock ticked", **outcome.model_dump(mode="json"))
+        return outcome
+
+    @activity.defn(name="revoke_outstanding")
+    async def revoke_outstanding(self, revoke: RevokeOutstanding) -> int:
+        """Revokes every live lot of the promotion (a cancel with `--revoke-outstanding`)."""
+        keeper = promotion_workflow_id(revoke.promotion_id)
+        count, value = await _heartbeating(self._in_chunks(_REVOKE, keeper, revoke.as_of, revoke.reason))
+        activity_log(promotion_id=revoke.promotion_id).info("outstanding lots revoked", lots=count, amount=value)
+        return count
+
+    @activity.defn(name="record_state")
+    async def record_state(self, change: StateChange) -> PromotionFigures | None:
+        """Records the promotion's state; with `write_report`, its report from the ledger too."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            figures = await promotion_figures(conn, change.promotion_id) if change.write_report else None
+            report = None
+            if figures is not None:
+                report = {"final": change.state == "closed", "as_of": change.as_of.isoformat(), **figures.model_dump()}
+            await conn.execute(
+                """UPDATE promotions SET state = $2, report = coalesce($3::jsonb, report), updated_at = $4
+                   WHERE promotion_id = $1""",
+                change.promotion_id,
+                change.state,
+                report,
+                change.as_of,
+            )
+        activity_log(promotion_id=change.promotion_id).info("promotion state", state=change.state)
+        return figures
+
+    async def _in_chunks(self, sql: str, keeper: str, as_of: datetime, *extra: object) -> tuple[int, int]:
+        """Runs a chunked transition until a chunk comes back short; returns (lots, value) in all."""
+        workflow_id, run_id = origin()
+        lots = value = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await fetch_one(conn, sql, keeper, as_of, CHUNK, workflow_id, run_id, *extra)
+            lots += row["lots"]
+            value += row["value"]
+            if row["lots"] < CHUNK:
+                return lots, value
+
+
+async def _heartbeating(work: Awaitable[T]) -> T:
+    """Awaits `work`, heartbeating meanwhile: a worker that dies mid-batch is noticed in seconds,
+    not at the activity's start-to-close timeout, and the batch is retried elsewhere."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_HEARTBEAT_EVERY)
+        if done:
+            return task.result()
+        if activity.in_activity():
+            activity.heartbeat()
+
+
+# -- open -----------------------------------------------------------------------------------------
+
+
+async def _check_audience(conn: Connection, opening: OpenPromotion) -> None:
+    load = opening.audience
+    staged = await conn.fetchrow(
+        "SELECT checksum, first_position, size FROM promotion_audience_loads WHERE promotion_id = $1 AND load_no = $2",
+        opening.terms.promotion_id,
+        load.load_no,
+    )
+    if staged is None or (staged["checksum"], staged["first_position"], staged["size"]) != (
+        load.checksum,
+        load.first_position,
+        load.size,
+    ):
+        raise AudienceNotStaged(
+            f"audience load {load.load_no} of promotion {opening.terms.promotion_id} is not staged as started"
+        )
+
+
+async def _join_pool(conn: Connection, terms: PromotionTerms) -> None:
+    pool = terms.budget.pool
+    if pool is None:
+        return
+    await conn.execute(
+        """INSERT INTO promotion_pools (pool_id, currency, cap_minor) VALUES ($1, $2, $3)
+           ON CONFLICT (pool_id) DO NOTHING""",
+        pool.pool_id,
+        terms.currency,
+        pool.amount,
+    )
+    row = await fetch_one(conn, "SELECT currency, cap_minor FROM promotion_pools WHERE pool_id = $1", pool.pool_id)
+    if (row["currency"], row["cap_minor"]) != (terms.currency, pool.amount):
+        raise PoolConflict(
+            f"budget.pool.amount: pool {pool.pool_id} has a cap of {row['cap_minor']} {row['currency']} minor units; "
+            "every promotion naming it must give the same"
+        )
+
+
+async def _insert_promotion(conn: Connection, terms: PromotionTerms) -> None:
+    workflow_id, run_id = origin()
+    await conn.execute(
+        """INSERT INTO promotions (promotion_id, name, kind, currency, terms, terms_digest, budget_minor,
+                                   max_grants, pool_id, state, workflow_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'scheduled', $10, $11)""",
+        terms.promotion_id,
+        terms.name,
+        terms.kind,
+        terms.currency,
+        terms.model_dump(mode="json"),
+        terms.digest(),
+        terms.budget.amount,
+        terms.budget.max_grants,
+        terms.budget.pool.pool_id if terms.budget.pool else None,
+        workflow_id,
+        run_id,
+    )
+
+
+# -- grant ----------------------------------------------------------------------------------------
+
+
+async def _grant(conn: Connection, promotion: Row, batch: GrantBatchInput) -> BatchOutcome:
+    terms = PromotionTerms.model_validate(promotion["terms"])
+    fit, bound = await _room(conn, promotion, terms)
+    counts = await fetch_one(conn, _GRANT, *_grant_args(terms, batch, fit))
+    granted = counts["granted"]
+    skipped: dict[SkipReason, int] = {
+        "per_customer": counts["entries"] - counts["eligible"],
+        bound: counts["eligible"] - min(counts["eligible"], fit),
+        "lot_id_taken": min(counts["eligible"], fit) - granted,
+    }
+    outcome = BatchOutcome(
+        granted=granted,
+        skipped={reason: n for reason, n in skipped.items() if n},
+        committed=granted * terms.grant_cost,
+        budget_met=granted >= fit,  # no room left: the next batch would grant nothing
+    )
+    await _commit(conn, promotion, terms, batch, outcome, counts["entries"])
+    return outcome
+
+
+async def _room(conn: Connection, promotion: Row, terms: PromotionTerms) -> tuple[int, SkipReason]:
+    """How many more lots the promotion may grant, and which limit says so."""
+    room: list[tuple[int, SkipReason]] = []
+    if terms.budget.max_grants is not None:
+        room.append((terms.budget.max_grants - promotion["granted_count"], "max_grants"))
+    if terms.grant_cost:
+        room.append(((promotion["budget_minor"] - promotion["committed_minor"]) // terms.grant_cost, "budget"))
+        if promotion["pool_id"] is not None:
+            pool = await fetch_one(
+                conn,
+                "SELECT cap_minor - committed_minor AS left_minor FROM promotion_pools WHERE pool_id = $1 FOR UPDATE",
+                promotion["pool_id"],
+            )
+            room.append((pool["left_minor"] // terms.grant_cost, "budget"))
+    return min(room, default=(2**62, "budget"))
+
+
+def _grant_args(terms: PromotionTerms, batch: GrantBatchInput, fit: int) -> list[object]:
+    validity, coupon = terms.validity, terms.coupon
+    effective_at = validity.effective_at(batch.wave)
+    workflow_id, run_id = origin()
+    return [
+        batch.promotion_id,
+        batch.first_position,
+        batch.last_position,
+        terms.budget.per_customer,
+        fit,
+        promotion_workflow_id(batch.promotion_id),
+        terms.kind,
+        terms.currency,
+        terms.amount or 0,
+        coupon.amount_off if coupon else None,
+        coupon.percent_off if coupon else None,
+        coupon.cap if coupon else None,
+        coupon.min_order if coupon else None,
+        coupon.uses if coupon else None,
+        "pending" if effective_at is not None and effective_at > batch.wave else "active",
+        effective_at,
+        validity.expires_at_for(batch.wave),
+        validity.remind_before,
+        batch.wave,
+        f"promotion:{terms.digest()}",
+        workflow_id,
+        run_id,
+    ]
+
+
+async def _commit(
+    conn: Connection, promotion: Row, terms: PromotionTerms, batch: GrantBatchInput, outcome: BatchOutcome, entries: int
+) -> None:
+    """The batch's counters, budget and pool reservation, thresholds and record: CHECKs guard them."""
+    skipped = dict(promotion["skipped"])
+    for reason, n in outcome.skipped.items():
+        skipped[reason] = skipped.get(reason, 0) + n
+    committed = promotion["committed_minor"] + outcome.committed
+    reached = max((t for t in THRESHOLDS if committed * 100 >= t * promotion["budget_minor"]), default=0)
+    await conn.execute(
+        """UPDATE promotions SET processed = processed + $2, granted_count = granted_count + $3,
+               committed_minor = $4, skipped = $5, threshold_reached = greatest(threshold_reached, $6),
+               state = CASE WHEN state = 'scheduled' THEN 'granting' ELSE state END, updated_at = $7
+           WHERE promotion_id = $1""",
+        batch.promotion_id,
+        entries,
+        outcome.granted,
+        committed,
+        skipped,
+        reached,
+        batch.wave,
+    )
+    if promotion["pool_id"] is not None and outcome.committed:
+        await conn.execute(
+            "UPDATE promotion_pools SET committed_minor = committed_minor + $2 WHERE pool_id = $1",
+            promotion["pool_id"],
+            outcome.committed,
+        )
+    for threshold in (t for t in THRESHOLDS if promotion["threshold_reached"] < t <= reached):
+        payload = {"promotion_id": batch.promotion_id, "threshold": threshold, "committed": committed}
+        await conn.execute(
+            "INSERT INTO outbox (event_type, promotion_id, payload) VALUES ('budget_threshold', $1, $2)",
+            batch.promotion_id,
+            {**payload, "budget": promotion["budget_minor"], "currency": terms.currency},
+        )
+    workflow_id, run_id = origin()
+    await conn.execute(
+        """INSERT INTO promotion_batches (promotion_id, first_position, last_position, wave, outcome, workflow_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        batch.promotion_id,
+        batch.first_position,
+        batch.last_position,
+        batch.wave,
+        outcome.model_dump(mode="json"),
+        workflow_id,
+        run_id,
+    )
+
+
+# One statement: the audience entries of the range, each with its ordinal among the customer's
+# lots of this promotion; those within `per_customer`, in audience order, up to `fit`; their lots
+# (a lot id taken already is skipped, never overwritten), ledger rows and events.
+_GRANT = """
+WITH entries AS (
+    SELECT a.position, a.customer_id,
+           row_number() OVER (PARTITION BY a.customer_id ORDER BY a.position)
+           + (SELECT count(*) FROM lots l
+              WHERE l.customer_id = a.customer_id AND l.clock_workflow_id = $6) AS ordinal
+    FROM promotion_audience a
+    WHERE a.promotion_id = $1 AND a.position BETWEEN $2 AND $3
+),
+eligible AS (
+    SELECT position, customer_id, ordinal, row_number() OVER (ORDER BY position) AS k
+    FROM entries WHERE ordinal <= $4
+),
+inserted AS (
+    INSERT INTO lots (lot_id, customer_id, promotion_id, kind, currency, amount_minor, remaining_minor,
+                      coupon_amount_off_minor, coupon_percent_off, coupon_cap_minor, coupon_min_order_minor,
+                      uses_allowed, uses_left, status, effective_at, expires_at, remind_before, granted_at,
+                      grant_digest, clock_workflow_id)
+    SELECT promotion_lot_id($1, customer_id, ordinal), customer_id, $1, $7, $8, $9, $9,
+           $10, $11, $12, $13, $14, $14, $15, $16, $17, $18, $19, $20, $6
+    FROM eligible WHERE k <= $5 ORDER BY position
+    ON CONFLICT (lot_id) DO NOTHING
+    RETURNING lot_id, customer_id, amount_minor, currency, status, effective_at, expires_at
+),
+ledger AS (
+    INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, amount_minor, currency,
+                                workflow_id, run_id)
+    SELECT 'grant', lot_id, customer_id, $1, amount_minor, currency, $21, $22 FROM inserted
+),
+events AS (
+    INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
+    SELECT 'granted', customer_id, lot_id, $1,
+           jsonb_build_object('lot_id', lot_id, 'promotion_id', $1::text, 'currency', currency,
+                              'amount', amount_minor, 'status', status, 'effective_at', effective_at,
+                              'expires_at', expires_at)
+    FROM inserted
+)
+SELECT (SELECT count(*) FROM entries) AS entries,
+       (SELECT count(*) FROM eligible) AS eligible,
+       (SELECT count(*) FROM inserted) AS granted
+"""
+
+# -- clock ----------------------------------------------------------------------------------------
+# Each takes ($1 keeper, $2 as_of, $3 chunk, $4 workflow id, $5 run id) and returns (lots, value).
+# `FOR UPDATE` returns each lot as it is once locked, so a redemption committed meanwhile is seen.
+
+_ACTIVATE = """
+WITH due AS (
+    SELECT lot_id FROM lots WHERE clock_workflow_id = $1 AND status = 'pending' AND effective_at <= $2
+    ORDER BY lot_id LIMIT $3 FOR UPDATE
+),
+done AS (
+    UPDATE lots l SET status = 'active' FROM due WHERE l.lot_id = due.lot_id
+    RETURNING l.lot_id, l.customer_id, l.promotion_id, l.currency, l.remaining_minor, l.expires_at
+),
+events AS (
+    INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
+    SELECT 'activated', customer_id, lot_id, promotion_id,
+           jsonb_build_object('lot_id', lot_id, 'currency', currency, 'remaining', remaining_minor,
+                              'expires_at', expires_at, 'workflow_id', $4::text, 'run_id', $5::text)
+    FROM done
+)
+SELECT count(*) AS lots, 0::bigint AS value FROM done
+"""
+
+_REMIND = """
+WITH due AS (
+    SELECT lot_id FROM lots
+    WHERE clock_workflow_id = $1 AND status IN ('pending', 'active') AND reminded_at IS NULL
+      AND expires_at - remind_before <= $2 AND expires_at > $2 AND (remaining_minor > 0 OR uses_left > 0)
+    ORDER BY lot_id LIMIT $3 FOR UPDATE
+),
+done AS (
+    UPDATE lots l SET reminded_at = $2 FROM due WHERE l.lot_id = due.lot_id
+    RETURNING l.lot_id, l.customer_id, l.promotion_id, l.currency, l.remaining_minor, l.uses_left, l.expires_at
+),
+events AS (
+    INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
+    SELECT 'reminder', customer_id, lot_id, promotion_id,
+           jsonb_build_object('lot_id', lot_id, 'currency', currency, 'remaining', remaining_minor,
+                              'uses_left', uses_left, 'expires_at', expires_at,
+                              'workflow_id', $4::text, 'run_id', $5::text)
+    FROM done
+)
+SELECT count(*) AS lots, 0::bigint AS value FROM done
+"""
+
+_WRITE_OFF = """
+WITH due AS (
+    SELECT lot_id, remaining_minor FROM lots
+    WHERE clock_workflow_id = $1 AND status IN ('pending', 'active') AND {due}
+    ORDER BY lot_id LIMIT $3 FOR UPDATE
+),
+done AS (
+    UPDATE lots l SET remaining_minor = 0, status = '{status}' FROM due WHERE l.lot_id = due.lot_id
+    RETURNING l.lot_id, l.customer_id, l.promotion_id, l.currency, due.remaining_minor AS amount
+),
+ledger AS (
+    INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, amount_minor, currency, reason,
+                                workflow_id, run_id)
+    SELECT '{entry}', lot_id, customer_id, promotion_id, -amount, currency, {reason}, $4, $5 FROM done
+),
+events AS (
+    INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
+    SELECT '{status}', customer_id, lot_id, promotion_id,
+           jsonb_build_object('lot_id', lot_id, 'currency', currency, 'amount', amount)
+    FROM done
+)
+SELECT count(*) AS lots, coalesce(sum(amount), 0)::bigint AS value FROM done
+"""
+_EXPIRE = _WRITE_OFF.format(due="expires_at <= $2", status="expired", entry="expire", reason="NULL::text")
+_REVOKE = _WRITE_OFF.format(due="$2 IS NOT NULL", status="revoked", entry="revoke", reason="$6::text")
+
+# How many of the promotion's lots are live, and the next instant any of them is due.
+_CLOCK_STATE = """
+SELECT count(*) AS holding,
+       least(min(effective_at) FILTER (WHERE status = 'pending'),
+             min(expires_at - remind_before) FILTER (
+                 WHERE reminded_at IS NULL AND (remaining_minor > 0 OR uses_left > 0)),
+             min(expires_at)) AS next_due
+FROM lots WHERE clock_workflow_id = $1 AND status IN ('pending', 'active')
+"""
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+
+async def promotion_figures(conn: Connection, promotion_id: str) -> PromotionFigures:
+    """A promotion's books from its ledger rows (and its live coupons' uses)."""
+    row = await fetch_one(
+        conn,
+        """SELECT p.currency, p.kind,
+                  count(DISTINCT e.customer_id) FILTER (WHERE e.entry_type = 'grant') AS customers,
+                  count(*) FILTER (WHERE e.entry_type = 'grant') AS lots,
+                  coalesce(sum(e.amount_minor) FILTER (WHERE e.entry_type = 'grant'), 0) AS granted,
+                  coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'redeem'), 0) AS redeemed,
+                  coalesce(sum(e.amount_minor) FILTER (WHERE e.entry_type = 'reverse'), 0) AS reversed,
+                  coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'expire'), 0) AS expired,
+                  coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'revoke'), 0) AS revoked,
+                  (SELECT coalesce(sum(uses_left), 0) FROM lots
+                   WHERE clock_workflow_id = $2 AND status IN ('pending', 'active')) AS uses_left
+           FROM promotions p LEFT JOIN ledger_entries e ON e.promotion_id = p.promotion_id
+           WHERE p.promotion_id = $1 GROUP BY p.currency, p.kind""",
+        promotion_id,
+        promotion_workflow_id(promotion_id),
+    )
+    credit_left = row["granted"] - row["redeemed"] + row["reversed"] - row["expired"] - row["revoked"]
+    return PromotionFigures(
+        promotion_id=promotion_id,
+        currency=row["currency"],
+        customers_granted=row["customers"],
+        lots_granted=row["lots"],
+        granted=row["granted"],
+        redeemed=row["redeemed"],
+        reversed=row["reversed"],
+        expired=row["expired"],
+        revoked=row["revoked"],
+        outstanding=credit_left if row["kind"] == "credit" else 0,
+        coupon_uses_left=row["uses_left"],
+    )
