@@ -138,12 +138,14 @@ class PromotionActivities:
             if figures is not None:
                 report = {"final": change.state == "closed", "as_of": change.as_of.isoformat(), **figures.model_dump()}
             await conn.execute(
-                """UPDATE promotions SET state = $2, report = coalesce($3::jsonb, report), updated_at = $4
+                """UPDATE promotions SET state = $2, report = coalesce($3::jsonb, report), updated_at = $4,
+                                         ends_at = $5
                    WHERE promotion_id = $1""",
                 change.promotion_id,
                 change.state,
                 report,
                 change.as_of,
+                change.ends_at,
             )
         activity_log(promotion_id=change.promotion_id).info("promotion state", state=change.state)
         return figures
@@ -216,8 +218,8 @@ async def _insert_promotion(conn: Connection, terms: PromotionTerms) -> None:
     workflow_id, run_id = origin()
     await conn.execute(
         """INSERT INTO promotions (promotion_id, name, kind, currency, terms, terms_digest, budget_minor,
-                                   max_grants, pool_id, state, workflow_id, run_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'scheduled', $10, $11)""",
+                                   max_grants, pool_id, state, ends_at, workflow_id, run_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'scheduled', $10, $11, $12)""",
         terms.promotion_id,
         terms.name,
         terms.kind,
@@ -227,6 +229,7 @@ async def _insert_promotion(conn: Connection, terms: PromotionTerms) -> None:
         terms.budget.amount,
         terms.budget.max_grants,
         terms.budget.pool.pool_id if terms.budget.pool else None,
+        terms.ends_at,
         workflow_id,
         run_id,
     )
@@ -465,7 +468,7 @@ events AS (
 SELECT count(*) AS lots, coalesce(sum(amount), 0)::bigint AS value FROM done
 """
 _EXPIRE = _WRITE_OFF.format(due="expires_at <= $2", status="expired", entry="expire", reason="NULL::text")
-_REVOKE = _WRITE_OFF.format(due="$2 IS NOT NULL", status="revoked", entry="revoke", reason="$6::text")
+_REVOKE = _WRITE_OFF.format(due="$2::timestamptz IS NOT NULL", status="revoked", entry="revoke", reason="$6::text")
 
 # How many of the promotion's lots are live, and the next instant any of them is due.
 _CLOCK_STATE = """

@@ -28,6 +28,7 @@ CREATE TABLE promotions (
     pool_id          text REFERENCES promotion_pools (pool_id),
     state            text NOT NULL
                      CHECK (state IN ('scheduled', 'granting', 'paused', 'active', 'ended', 'cancelled', 'closed')),
+    ends_at          timestamptz NOT NULL,
     processed        bigint NOT NULL DEFAULT 0,
     granted_count    bigint NOT NULL DEFAULT 0,
     committed_minor  bigint NOT NULL DEFAULT 0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workflows.promotion import PromotionWorkflow
 from workflows.wallet import WalletWorkflow
 
-WORKFLOWS: list[type[Any]] = [WalletWorkflow]
+WORKFLOWS: list[type[Any]] = [WalletWorkflow, PromotionWorkflow]

@@ -35,6 +35,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
+    from activities.promotions import PromotionActivities
     from incentives.domain.errors import from_failure, to_failure
     from incentives.domain.messages import (
         ExpireOutcome,
@@ -50,6 +51,16 @@ with workflow.unsafe.imports_passed_through():
         WalletMemory,
     )
     from incentives.domain.models import Lot, Model
+    from incentives.domain.promotions import (
+        BatchOutcome,
+        ClockInput,
+        ClockOutcome,
+        GrantBatchInput,
+        OpenPromotion,
+        PromotionFigures,
+        RevokeOutstanding,
+        StateChange,
+    )
 
 LOCAL_LEDGER_CALLS = "local-ledger-calls"
 # Wallets started before LOCAL_LEDGER_CALLS: their Update calls gave up after this.
@@ -61,6 +72,7 @@ _START_TO_CLOSE = timedelta(seconds=5)
 
 Arg = TypeVar("Arg", bound=Model)
 Result = TypeVar("Result", bound=Model)
+Answer = TypeVar("Answer")
 
 
 async def _on_callers_path(
@@ -87,7 +99,7 @@ async def _on_timer(activity: Callable[[LedgerActivities, Arg], Awaitable[Result
     return await _refusals_as_failures(call)
 
 
-async def _refusals_as_failures(call: Awaitable[Result]) -> Result:
+async def _refusals_as_failures(call: Awaitable[Answer]) -> Answer:
     try:
         return await call
     except ActivityError as error:
@@ -128,3 +140,61 @@ async def record_reminder(arg: LotTransition) -> Lot:
 
 async def expire_lot(arg: LotTransition) -> ExpireOutcome:
     return await _on_timer(LedgerActivities.expire_lot, arg)
+
+
+# -- the promotion's calls: regular activities, retried until they succeed. A batch or a clock
+# tick runs for seconds on a large promotion, so it heartbeats: a worker that dies mid-batch is
+# noticed within `_BULK_HEARTBEAT` and the batch retried elsewhere (idempotent by its record).
+
+_BULK_START_TO_CLOSE = timedelta(minutes=10)
+_BULK_HEARTBEAT = timedelta(seconds=15)
+_BULK_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
+
+
+async def _bulk(activity: Callable[[PromotionActivities, Arg], Awaitable[Result]], arg: Arg) -> Result:
+    call = workflow.execute_activity_method(
+        activity,
+        arg,
+        start_to_close_timeout=_BULK_START_TO_CLOSE,
+        heartbeat_timeout=_BULK_HEARTBEAT,
+        retry_policy=_BULK_RETRY,
+    )
+    return await _refusals_as_failures(call)
+
+
+async def open_promotion(arg: OpenPromotion) -> None:
+    await _refusals_as_failures(
+        workflow.execute_activity_method(
+            PromotionActivities.open_promotion, arg, start_to_close_timeout=_START_TO_CLOSE, retry_policy=_BULK_RETRY
+        )
+    )
+
+
+async def grant_batch(arg: GrantBatchInput) -> BatchOutcome:
+    return await _bulk(PromotionActivities.grant_batch, arg)
+
+
+async def tick_clock(arg: ClockInput) -> ClockOutcome:
+    return await _bulk(PromotionActivities.tick_clock, arg)
+
+
+async def revoke_outstanding(arg: RevokeOutstanding) -> int:
+    return await _refusals_as_failures(
+        workflow.execute_activity_method(
+            PromotionActivities.revoke_outstanding,
+            arg,
+            start_to_close_timeout=_BULK_START_TO_CLOSE,
+            heartbeat_timeout=_BULK_HEARTBEAT,
+            retry_policy=_BULK_RETRY,
+        )
+    )
+
+
+async def record_state(arg: StateChange) -> PromotionFigures | None:
+    return await _refusals_as_failures(
+        workflow.execute_activity_method(
+            PromotionActivities.record_state, arg, start_to_close_timeout=_START_TO_CLOSE, retry_policy=_BULK_RETRY
+        )
+    )

@@ -16,7 +16,6 @@ from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 DATA_CONVERTER: DataConverter = pydantic_data_converter
 
 
-
 def search_attribute_flags() -> list[str]:
     """`temporal server start-dev` flags that register the search attributes."""
     return [arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")]

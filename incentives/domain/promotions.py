@@ -243,6 +243,7 @@ class StateChange(Model):
 
     promotion_id: PromotionId
     state: PromotionState
+    ends_at: Instant
     as_of: Instant
     write_report: bool = False
 

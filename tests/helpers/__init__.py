@@ -8,12 +8,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from temporalio.client import Client
 
 from incentives.adapters.db import Pool
 from incentives.app.client import IncentivesClient
+from incentives.app.promotions import PromotionsClient
 from incentives.app.worker import WorkerOptions, build_worker
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
 
@@ -33,6 +34,24 @@ async def running_wallets(
     worker = build_worker(temporal, pool, task_queue, options)
     async with worker:
         yield IncentivesClient(temporal, pool, task_queue=task_queue, reversal_window=reversal_window)
+
+
+class Stack(NamedTuple):
+    wallets: IncentivesClient
+    promotions: PromotionsClient
+
+
+@asynccontextmanager
+async def running_stack(
+    temporal: Client, pool: Pool, *, batch_size: int = 100, options: WorkerOptions | None = None
+) -> AsyncIterator[Stack]:
+    """A worker on its own task queue, with a wallets client and a promotions client on it."""
+    task_queue = f"test-{uuid.uuid4().hex[:12]}"
+    async with build_worker(temporal, pool, task_queue, options):
+        yield Stack(
+            IncentivesClient(temporal, pool, task_queue=task_queue),
+            PromotionsClient(temporal, pool, task_queue=task_queue, batch_size=batch_size),
+        )
 
 
 async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05) -> T:

@@ -8,6 +8,7 @@ from typing import Any
 
 from incentives.domain.messages import GrantInput
 from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest
+from incentives.domain.promotions import Budget, PromotionTerms, Validity
 
 NewId = Callable[[str], str]
 
@@ -34,3 +35,29 @@ def at(request: GrantRequest, granted_at: datetime = T0) -> GrantInput:
 
 def order(customer: str, order_id: str, total: int, currency: str = "USD", **extra: Any) -> RedeemRequest:
     return RedeemRequest(customer_id=customer, order_id=order_id, currency=currency, total=total, **extra)
+
+
+def promotion(
+    promotion_id: str,
+    starts_at: datetime,
+    *,
+    amount: int | None = 1000,
+    budget: int = 10**9,
+    lasts: timedelta = timedelta(days=30),
+    validity: Validity | None = None,
+    coupon_terms: CouponTerms | None = None,
+    **budget_extra: Any,
+) -> PromotionTerms:
+    """A credit promotion (or a coupon one, given `coupon_terms`) starting at `starts_at`."""
+    return PromotionTerms(
+        promotion_id=promotion_id,
+        name=f"test {promotion_id}",
+        kind="coupon" if coupon_terms else "credit",
+        currency="USD",
+        amount=None if coupon_terms else amount,
+        coupon=coupon_terms,
+        validity=validity or Validity(expires_after=timedelta(days=14), remind_before=timedelta(days=2)),
+        budget=Budget(amount=budget, **budget_extra),
+        starts_at=starts_at,
+        ends_at=starts_at + lasts,
+    )

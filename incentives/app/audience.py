@@ -1,0 +1,104 @@
+"""Staging a promotion's audience in Postgres, where its batches read it by position.
+
+Input staging, not value: no lot or ledger row is written here (only activities write those). The
+client stages because it runs where the file is; a worker on another machine may not see it. The
+ids stream through COPY and are never held whole in memory. One transaction: a load is staged
+entirely or not at all, and the same ids staged again return the load already staged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+from incentives.adapters.db import Connection, Pool
+from incentives.domain.errors import PromotionConflict
+from incentives.domain.promotions import AudienceLoad
+
+
+class _Checksummed:
+    """The ids as COPY records (line number, id), hashing them in order on the way through."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self._ids = ids
+        self._hash = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        for line, customer_id in enumerate(self._ids, start=1):
+            self._hash.update(customer_id.encode())
+            self._hash.update(b"\n")
+            yield line, customer_id
+
+    @property
+    def checksum(self) -> str:
+        return self._hash.hexdigest()
+
+
+async def stage_audience(pool: Pool, promotion_id: str, ids: Iterable[str], *, first_load: bool) -> AudienceLoad:
+    """Stages `ids` (validated by the caller) as the promotion's next audience load.
+
+    `first_load`: the spec's own audience. Staging it again with the same ids returns it; with
+    other ids it is a conflict (a promotion's audience is part of what was started). A later load
+    (`add-audience`) is new unless the same ids were staged before.
+    """
+    records = _Checksummed(ids)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('audience:' || $1, 0))", promotion_id)
+        await conn.execute("CREATE TEMP TABLE staged_audience (line bigint, customer_id text) ON COMMIT DROP")
+        await conn.copy_records_to_table("staged_audience", records=records, columns=["line", "customer_id"])
+        existing = await _existing(conn, promotion_id, records.checksum, first_load=first_load)
+        if existing is not None:
+            return existing
+        return await _insert_load(conn, promotion_id, records.checksum)
+
+
+async def _existing(conn: Connection, promotion_id: str, checksum: str, *, first_load: bool) -> AudienceLoad | None:
+    rows = await conn.fetch(
+        """SELECT load_no, first_position, size, duplicates, checksum FROM promotion_audience_loads
+           WHERE promotion_id = $1 AND (load_no = 0 OR checksum = $2) ORDER BY load_no""",
+        promotion_id,
+        checksum,
+    )
+    loads = [AudienceLoad(**dict(row)) for row in rows]
+    same = next((load for load in loads if load.checksum == checksum), None)
+    if first_load and loads and loads[0].checksum != checksum:
+        raise PromotionConflict(
+            f"promotion {promotion_id} was started with another audience; add customers with `add-audience`"
+        )
+    if not first_load and not loads:
+        raise PromotionConflict(f"promotion {promotion_id} has not been started")
+    return same
+
+
+async def _insert_load(conn: Connection, promotion_id: str, checksum: str) -> AudienceLoad:
+    """Appends the staged ids after the promotion's last position, each customer once, in file order."""
+    after = await conn.fetchrow(
+        """SELECT count(*)::int AS load_no, coalesce(max(first_position + size), 1) AS first
+           FROM promotion_audience_loads WHERE promotion_id = $1""",
+        promotion_id,
+    )
+    assert after is not None, "an aggregate returns one row"
+    load_no, first = after["load_no"], after["first"]
+    size = await conn.fetchval(
+        """WITH firsts AS (SELECT customer_id, min(line) AS line FROM staged_audience GROUP BY customer_id),
+                inserted AS (
+                    INSERT INTO promotion_audience (promotion_id, position, customer_id)
+                    SELECT $1, $2 - 1 + row_number() OVER (ORDER BY line), customer_id FROM firsts
+                    RETURNING 1)
+           SELECT count(*) FROM inserted""",
+        promotion_id,
+        first,
+    )
+    lines = await conn.fetchval("SELECT count(*) FROM staged_audience")
+    load = AudienceLoad(load_no=load_no, first_position=first, size=size, duplicates=lines - size, checksum=checksum)
+    await conn.execute(
+        """INSERT INTO promotion_audience_loads (promotion_id, load_no, checksum, first_position, size, duplicates)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        promotion_id,
+        load.load_no,
+        load.checksum,
+        load.first_position,
+        load.size,
+        load.duplicates,
+    )
+    return load

@@ -1,0 +1,260 @@
+"""`PromotionsClient`: start a promotion, control it, read it. The CLI's one implementation.
+
+Starting stages the audience in Postgres (`incentives.app.audience`), then starts the promotion's
+workflow (`promotion:<id>`). Starting the same terms and audience again is harmless and says so;
+other terms under an existing id are refused before anything is staged or started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.promotions import promotion_figures
+from incentives.adapters.db import Pool
+from incentives.adapters.rows import Row
+from incentives.app.audience import stage_audience
+from incentives.app.client import DEFAULT_CALL_TIMEOUT
+from incentives.domain.errors import InvalidCombination, OutcomeUnknown, PromotionConflict, UnknownLot, from_failure
+from incentives.domain.models import Model
+from incentives.domain.promotions import (
+    AudienceLoad,
+    Extend,
+    PromotionFigures,
+    PromotionStatus,
+    PromotionTerms,
+    promotion_workflow_id,
+)
+from incentives.domain.search_attributes import INCENTIVE_STATE, PROMOTION_ID
+from workflows.promotion import BATCH_SIZE, CancelRequest, PromotionInput, PromotionProgress, PromotionWorkflow
+
+T = TypeVar("T")
+
+
+class Started(Model):
+    promotion_id: str
+    workflow_id: str
+    run_id: str | None
+    started: bool
+    audience: AudienceLoad
+
+
+class UnknownPromotion(UnknownLot):
+    """No promotion with this id was ever started."""
+
+
+class PromotionsClient:
+    def __init__(
+        self,
+        temporal: Client,
+        pool: Pool,
+        *,
+        task_queue: str,
+        default_timeout: timedelta = DEFAULT_CALL_TIMEOUT,
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self._temporal = temporal
+        self._pool = pool
+        self._task_queue = task_queue
+        self._default_timeout = default_timeout
+        self._batch_size = batch_size
+
+    async def start(self, terms: PromotionTerms, customer_ids: Iterable[str]) -> Started:
+        """Stages the audience and starts the workflow; the same terms and audience again start nothing."""
+        await self._check_terms(terms)
+        load = await stage_audience(self._pool, terms.promotion_id, customer_ids, first_load=True)
+        workflow_id = promotion_workflow_id(terms.promotion_id)
+        running = await self._existing_run(workflow_id)
+        if running is not None:
+            return Started(
+                promotion_id=terms.promotion_id, workflow_id=workflow_id, run_id=running, started=False, audience=load
+            )
+        handle = await self._temporal.start_workflow(
+            PromotionWorkflow.run,
+            PromotionInput(terms=terms, audience=load, batch_size=self._batch_size),
+            id=workflow_id,
+            task_queue=self._task_queue,
+            # Two starts racing: the second joins the first. A promotion that closed stays closed.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(PROMOTION_ID, terms.promotion_id),
+                    SearchAttributePair(INCENTIVE_STATE, "scheduled"),
+                ]
+            ),
+        )
+        return Started(
+            promotion_id=terms.promotion_id,
+            workflow_id=workflow_id,
+            run_id=handle.first_execution_run_id,
+            started=True,
+            audience=load,
+        )
+
+    async def _existing_run(self, workflow_id: str) -> str | None:
+        """The first run id of the promotion's workflow if it was ever started, running or not."""
+        try:
+            description = await self._temporal.get_workflow_handle(workflow_id).describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return description.run_id
+
+    async def _check_terms(self, terms: PromotionTerms) -> None:
+        """Refuses other terms under an existing id, and a pool named with another cap, up front."""
+        async with self._pool.acquire() as conn:
+            digest = await conn.fetchval(
+                "SELECT terms_digest FROM promotions WHERE promotion_id = $1", terms.promotion_id
+            )
+            pool = terms.budget.pool
+            cap = None
+            if pool is not None:
+                cap = await conn.fetchrow(
+                    "SELECT currency, cap_minor FROM promotion_pools WHERE pool_id = $1", pool.pool_id
+                )
+        if digest is not None and digest != terms.digest():
+            raise PromotionConflict(f"promotion {terms.promotion_id} already exists with different terms")
+        if (
+            pool is not None
+            and cap is not None
+            and (cap["currency"], cap["cap_minor"]) != (terms.currency, pool.amount)
+        ):
+            raise InvalidCombination(
+                "budget.pool.amount",
+                f"pool {pool.pool_id} already has a cap of {cap['cap_minor']} minor units of {cap['currency']}; "
+                "every promotion naming it must give the same",
+            )
+
+    async def add_audience(
+        self, promotion_id: str, customer_ids: Iterable[str], *, timeout: timedelta | None = None
+    ) -> PromotionProgress:
+        await self.status(promotion_id)  # an unknown promotion is refused before staging
+        load = await stage_audience(self._pool, promotion_id, customer_ids, first_load=False)
+        handle = self._handle(promotion_id)
+        return await self._control(
+            promotion_id,
+            timeout,
+            handle.execute_update(PromotionWorkflow.add_audience, load, id=f"add-audience:{load.load_no}"),
+        )
+
+    async def pause(self, promotion_id: str, *, timeout: timedelta | None = None) -> PromotionProgress:
+        return await self._control(
+            promotion_id, timeout, self._handle(promotion_id).execute_update(PromotionWorkflow.pause)
+        )
+
+    async def resume(self, promotion_id: str, *, timeout: timedelta | None = None) -> PromotionProgress:
+        return await self._control(
+            promotion_id, timeout, self._handle(promotion_id).execute_update(PromotionWorkflow.resume)
+        )
+
+    async def cancel(
+        self, promotion_id: str, *, revoke_outstanding: bool = False, timeout: timedelta | None = None
+    ) -> PromotionProgress:
+        request = CancelRequest(revoke_outstanding=revoke_outstanding)
+        handle = self._handle(promotion_id)
+        return await self._control(promotion_id, timeout, handle.execute_update(PromotionWorkflow.cancel, request))
+
+    async def extend(
+        self, promotion_id: str, ends_at: datetime, *, timeout: timedelta | None = None
+    ) -> PromotionProgress:
+        handle = self._handle(promotion_id)
+        return await self._control(
+            promotion_id, timeout, handle.execute_update(PromotionWorkflow.extend, Extend(ends_at=ends_at))
+        )
+
+    async def status(self, promotion_id: str) -> PromotionStatus:
+        """The promotion as Postgres has it: state, counters and books (the truth, and there once it closed)."""
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(_STATUS, promotion_id)
+            if row is None:
+                raise UnknownPromotion(f"promotion {promotion_id} was never started")
+            figures = await promotion_figures(conn, promotion_id)
+        return _status(row, figures)
+
+    async def list(self) -> list[PromotionStatus]:
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(_STATUS.replace("WHERE p.promotion_id = $1", "ORDER BY p.created_at"))
+            return [_status(row, await promotion_figures(conn, row["promotion_id"])) for row in rows]
+
+    async def report(self, promotion_id: str) -> tuple[PromotionFigures, bool]:
+        """The promotion's books from the ledger now, and whether they are final (it closed)."""
+        status = await self.status(promotion_id)
+        async with self._pool.acquire() as conn:
+            figures = await promotion_figures(conn, promotion_id)
+        return figures, status.state == "closed"
+
+    def _handle(self, promotion_id: str) -> WorkflowHandle[PromotionWorkflow, PromotionFigures]:
+        return self._temporal.get_workflow_handle_for(PromotionWorkflow.run, promotion_workflow_id(promotion_id))
+
+    async def _control(self, promotion_id: str, timeout: timedelta | None, call: Awaitable[T]) -> T:
+        """One control Update with the caller's deadline: the result, a `Rejected`, or `OutcomeUnknown`."""
+        deadline = timeout or self._default_timeout
+        try:
+            async with asyncio.timeout(deadline.total_seconds()):
+                return await call
+        except WorkflowUpdateFailedError as error:
+            rejected = from_failure(error.cause)
+            if rejected is None:
+                raise
+            raise rejected from None
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                raise PromotionConflict(f"promotion {promotion_id} is not running") from None
+            raise
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            raise OutcomeUnknown(
+                f"no answer from promotion:{promotion_id} within {deadline.total_seconds():g}s (no worker?): "
+                "the control may or may not have been applied; sending it again is safe"
+            ) from None
+
+
+_STATUS = """
+SELECT p.*, coalesce((SELECT sum(size) FROM promotion_audience_loads l WHERE l.promotion_id = p.promotion_id), 0)
+       AS audience
+FROM promotions p WHERE p.promotion_id = $1
+"""
+
+
+def _status(r: Row, figures: PromotionFigures) -> PromotionStatus:
+    terms = PromotionTerms.model_validate(r["terms"])
+    report = r["report"]
+    return PromotionStatus(
+        promotion_id=terms.promotion_id,
+        name=terms.name,
+        state=r["state"],
+        kind=terms.kind,
+        currency=terms.currency,
+        audience=r["audience"],
+        processed=r["processed"],
+        granted=r["granted_count"],
+        skipped=dict(r["skipped"]),
+        committed=r["committed_minor"],
+        budget=terms.budget.amount,
+        redeemed=figures.redeemed,
+        reversed=figures.reversed,
+        expired=figures.expired,
+        revoked=figures.revoked,
+        starts_at=terms.starts_at,
+        ends_at=r["ends_at"],
+        report=PromotionFigures.model_validate({k: v for k, v in report.items() if k not in ("final", "as_of")})
+        if report
+        else None,
+    )
