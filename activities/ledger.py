@@ -25,6 +25,7 @@ from temporalio import activity
 
 from activities.ledger_writes import (
     activity_log,
+    commit_to_budget,
     entry_amount,
     fetch_one,
     give_back,
@@ -372,6 +373,9 @@ async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Rede
     applied = rules.allocate(request, coupon, [lot_from_row(row) for row in credit_rows], redeem.as_of)
     lots = []
     for part in applied:
+        if part.kind == "coupon" and coupon is not None and coupon.promotion_id is not None:
+            # A coupon promotion's budget is what its coupons actually take off orders.
+            await commit_to_budget(conn, coupon.promotion_id, part.amount, kind="coupon")
         row = await take(conn, part)
         await write_entry(conn, entry_type="redeem", lot=row, amount=-part.amount, order_id=request.order_id)
         lots.append(lot_from_row(row))
@@ -480,6 +484,8 @@ async def _restore(
     for part in restored:
         applied = sum(p.amount for p in redemption.applied if p.lot_id == part.lot_id)
         row = await give_back(conn, part, restore_use=so_far.get(part.lot_id, 0) + part.amount == applied)
+        if part.kind == "coupon" and row["promotion_id"] is not None:
+            await commit_to_budget(conn, row["promotion_id"], -part.amount, kind="coupon")
         await write_entry(
             conn,
             entry_type="reverse",

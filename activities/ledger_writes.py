@@ -8,6 +8,8 @@
 - `take` and `give_back`: the only decrements and increments of a lot, each a conditional UPDATE
   backed by CHECK constraints, so a stale or concurrent caller cannot overspend.
 - `write_off_again`: value reversed into a lot that has expired or been revoked leaves it at once.
+- `commit_to_budget`: a promotion's (and its pool's) committed value moves only by a conditional
+  UPDATE backed by CHECK constraints, so no caller can take it past the budget.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from temporalio import activity
 
 from incentives.adapters.db import Connection
 from incentives.adapters.rows import Row
-from incentives.domain.errors import InsufficientValue, Rejected, UnknownLot, to_failure
+from incentives.domain.errors import BudgetExhausted, InsufficientValue, Rejected, UnknownLot, to_failure
 from incentives.domain.models import Applied, EntryType, EventType
 
 
@@ -216,3 +218,61 @@ async def write_off_again(conn: Connection, row: Row, part: Applied, reversal_id
     payload = {"lot_id": part.lot_id, "currency": row["currency"], "amount": amount, "reversal_id": reversal_id}
     await publish(conn, event, row["customer_id"], payload, lot_id=part.lot_id)
     return written
+
+
+BUDGET_THRESHOLDS = (50, 80, 100)
+
+
+async def commit_to_budget(conn: Connection, promotion_id: str, amount: int, *, kind: str | None = None) -> bool:
+    """Moves `amount` (negative to give back) into the promotion's committed value and its pool's.
+
+    `kind` limits it to promotions of that kind (a coupon's discount counts against a coupon
+    promotion's budget; a credit promotion committed its value at grant). False when no such
+    promotion exists. Raises `BudgetExhausted` when the budget or the pool has no room: nothing
+    is written. Each threshold of the budget crossed emits one `budget_threshold` event.
+    """
+    row = await conn.fetchrow(
+        """UPDATE promotions p SET committed_minor = committed_minor + $2,
+               threshold_reached = greatest(threshold_reached, (
+                   SELECT coalesce(max(t), 0) FROM unnest($3::int[]) t
+                   WHERE (committed_minor + $2) * 100 >= t * budget_minor))
+           FROM (SELECT threshold_reached AS before FROM promotions WHERE promotion_id = $1 FOR UPDATE) b
+           WHERE promotion_id = $1 AND ($4::text IS NULL OR kind = $4) AND committed_minor + $2 <= budget_minor
+           RETURNING pool_id, currency, committed_minor, budget_minor, b.before, threshold_reached""",
+        promotion_id,
+        amount,
+        list(BUDGET_THRESHOLDS),
+        kind,
+    )
+    if row is None:
+        exists = await conn.fetchval(
+            "SELECT true FROM promotions WHERE promotion_id = $1 AND ($2::text IS NULL OR kind = $2)",
+            promotion_id,
+            kind,
+        )
+        if exists:
+            raise BudgetExhausted(f"promotion {promotion_id} has no budget left for this; nothing was written")
+        return False
+    if row["pool_id"] is not None:
+        pooled = await conn.execute(
+            """UPDATE promotion_pools SET committed_minor = committed_minor + $2
+               WHERE pool_id = $1 AND committed_minor + $2 <= cap_minor""",
+            row["pool_id"],
+            amount,
+        )
+        if pooled != "UPDATE 1":
+            raise BudgetExhausted(f"pool {row['pool_id']} has no budget left for this; nothing was written")
+    for threshold in (t for t in BUDGET_THRESHOLDS if row["before"] < t <= row["threshold_reached"]):
+        payload = {
+            "promotion_id": promotion_id,
+            "threshold": threshold,
+            "committed": row["committed_minor"],
+            "budget": row["budget_minor"],
+            "currency": row["currency"],
+        }
+        await conn.execute(
+            "INSERT INTO outbox (event_type, promotion_id, payload) VALUES ('budget_threshold', $1, $2)",
+            promotion_id,
+            payload,
+        )
+    return True

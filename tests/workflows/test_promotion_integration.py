@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,11 +10,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
 from incentives.app.promotions import UnknownPromotion
-from incentives.domain.errors import PromotionConflict
-from incentives.domain.promotions import PromotionStatus, promotion_workflow_id
+from incentives.domain.errors import BudgetExhausted, InvalidCombination, PromotionConflict
+from incentives.domain.models import CouponTerms, ReverseRequest
+from incentives.domain.promotions import PoolTerms, PromotionStatus, Validity, promotion_workflow_id
 from tests.helpers import Stack, eventually, running_stack
-from tests.helpers.builders import NewId, order, promotion
-from tests.helpers.ledger import ledger_rows
+from tests.helpers.builders import NewId, credit, order, promotion
+from tests.helpers.ledger import ledger_rows, remaining
 
 
 async def status_of(stack: Stack, promotion_id: str) -> PromotionStatus:
@@ -159,5 +161,165 @@ class TestControls:
                 await stack.promotions.pause(promotion_id)
 
 
-def later(minutes: int) -> datetime:
-    return datetime.now(UTC) + timedelta(minutes=minutes)
+class TestPromotionLotsInWallets:
+    async def test_a_promotion_lot_redeemed_through_a_running_wallet_then_reversed_after_it_expired(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        promotion_id, customer, order_id = new_id("p"), new_id("c"), new_id("o")
+        async with running_stack(dev_server.client, pool) as stack:
+            await stack.wallets.grant(credit(new_id("lot"), customer, 500, expires_in_days=30))  # the wallet runs
+            validity = Validity(expires_after=timedelta(seconds=4))
+            await stack.promotions.start(
+                promotion(promotion_id, datetime.now(UTC), amount=1000, validity=validity), [customer]
+            )
+            lot_id = f"{promotion_id}:{customer}"
+
+            async def granted() -> None:
+                assert (await status_of(stack, promotion_id)).granted == 1
+
+            await eventually(granted, timeout=30)
+            redemption = await stack.wallets.redeem(order(customer, order_id, 300))
+            assert [(part.lot_id, part.amount) for part in redemption.applied] == [(lot_id, 300)]  # expires first
+
+            async def expired() -> None:
+                assert await remaining(pool, lot_id) == (0, "expired")
+
+            await eventually(expired, timeout=30)
+            reversal = await stack.wallets.reverse(
+                ReverseRequest(customer_id=customer, order_id=order_id, reversal_id="r1")
+            )
+            assert [(part.lot_id, part.amount) for part in reversal.written_off] == [(lot_id, 300)]
+            rows = [(t, amount) for t, lot, amount, _ in await ledger_rows(pool, customer) if lot == lot_id]
+            assert rows == [("grant", 1000), ("redeem", -300), ("expire", -700), ("reverse", 300), ("expire", -300)]
+            assert await remaining(pool, lot_id) == (0, "expired")
+
+
+class TestPool:
+    async def test_two_promotions_racing_on_one_pool_never_exceed_its_cap(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        pool_terms = PoolTerms(pool_id=new_id("pool"), amount=50 * 1000)
+        first, second = new_id("p"), new_id("p")
+        async with running_stack(dev_server.client, pool, batch_size=5) as stack:
+            now = datetime.now(UTC)
+            await asyncio.gather(
+                stack.promotions.start(promotion(first, now, amount=1000, pool=pool_terms), customers(new_id, 40)),
+                stack.promotions.start(promotion(second, now, amount=1000, pool=pool_terms), customers(new_id, 40)),
+            )
+
+            async def both_done() -> tuple[PromotionStatus, PromotionStatus]:
+                statuses = (await status_of(stack, first), await status_of(stack, second))
+                assert all(status.processed == 40 for status in statuses), statuses
+                return statuses
+
+            statuses = await eventually(both_done, timeout=30)
+            assert sum(status.granted for status in statuses) == 50
+            assert sum(status.skipped.get("budget", 0) for status in statuses) == 30
+            assert (
+                await pool.fetchval(
+                    "SELECT committed_minor FROM promotion_pools WHERE pool_id = $1", pool_terms.pool_id
+                )
+                == 50 * 1000
+            )
+            with pytest.raises(InvalidCombination, match=r"budget\.pool\.amount"):
+                await stack.promotions.start(
+                    promotion(new_id("p"), now, pool=PoolTerms(pool_id=pool_terms.pool_id, amount=1)), ["x"]
+                )
+
+
+class TestCouponBudget:
+    async def test_a_coupon_over_its_promotions_budget_is_refused_at_checkout_and_a_reversal_gives_it_back(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        promotion_id, audience = new_id("p"), customers(new_id, 3)
+        terms = CouponTerms(percent_off=20, cap=1500)
+        async with running_stack(dev_server.client, pool) as stack:
+            await stack.promotions.start(
+                promotion(promotion_id, datetime.now(UTC), amount=None, coupon_terms=terms, budget=2500), audience
+            )
+
+            async def granted() -> None:
+                assert (await status_of(stack, promotion_id)).granted == 3
+
+            await eventually(granted, timeout=30)
+            coupon_of = {c: f"{promotion_id}:{c}" for c in audience}
+            first = new_id("o")
+            await stack.wallets.redeem(order(audience[0], first, 10_000, coupon_lot_id=coupon_of[audience[0]]))
+            with pytest.raises(BudgetExhausted):
+                await stack.wallets.redeem(
+                    order(audience[1], new_id("o"), 10_000, coupon_lot_id=coupon_of[audience[1]])
+                )
+            await stack.wallets.redeem(order(audience[1], new_id("o"), 5_000, coupon_lot_id=coupon_of[audience[1]]))
+            assert (await status_of(stack, promotion_id)).committed == 2500
+            await stack.wallets.reverse(ReverseRequest(customer_id=audience[0], order_id=first, reversal_id="r"))
+            assert (await status_of(stack, promotion_id)).committed == 1000
+            await stack.wallets.redeem(order(audience[2], new_id("o"), 5_000, coupon_lot_id=coupon_of[audience[2]]))
+            assert (await status_of(stack, promotion_id)).committed == 2000
+
+
+class TestAudience:
+    async def test_per_customer_limit_and_an_audience_added_while_granting(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        once, twice = new_id("p"), new_id("p")
+        audience = customers(new_id, 300)
+        async with running_stack(dev_server.client, pool, batch_size=20) as stack:
+            now = datetime.now(UTC)
+            await stack.promotions.start(promotion(once, now), audience)
+            await stack.promotions.start(promotion(twice, now, per_customer=2), audience)
+
+            async def opened() -> None:
+                await status_of(stack, once)
+                await status_of(stack, twice)
+
+            await eventually(opened, timeout=30)
+            extra = [*audience[:5], *customers(new_id, 5)]
+            await stack.promotions.add_audience(once, extra)
+            await stack.promotions.add_audience(twice, extra)
+
+            async def done() -> tuple[PromotionStatus, PromotionStatus]:
+                statuses = (await status_of(stack, once), await status_of(stack, twice))
+                assert all(s.processed == 310 and s.state == "active" for s in statuses), statuses
+                return statuses
+
+            limited, doubled = await eventually(done, timeout=30)
+            assert (limited.granted, limited.skipped) == (305, {"per_customer": 5})
+            assert (doubled.granted, doubled.skipped) == (310, {})
+            assert await remaining(pool, f"{twice}@2:{audience[0]}") == (1000, "active")
+
+
+class TestPauseAndCancel:
+    async def test_pause_stops_granting_until_resumed_and_cancel_leaves_lots_to_live_out_their_validity(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        promotion_id, audience = new_id("p"), customers(new_id, 400)
+        async with running_stack(dev_server.client, pool, batch_size=1) as stack:
+            await stack.promotions.start(promotion(promotion_id, datetime.now(UTC)), audience)
+
+            async def granting() -> None:
+                assert (await status_of(stack, promotion_id)).granted >= 5
+
+            await eventually(granting, timeout=30)
+            paused = await stack.promotions.pause(promotion_id)
+            assert paused.state == "paused"
+            held = (await status_of(stack, promotion_id)).processed
+            assert (await status_of(stack, promotion_id)).state == "paused"
+            handle = dev_server.client.get_workflow_handle(promotion_workflow_id(promotion_id))
+            assert not (await handle.describe()).raw_description.pending_activities  # no batch in flight
+            assert (await status_of(stack, promotion_id)).processed == held
+            assert (await stack.promotions.resume(promotion_id)).state == "granting"
+
+            async def more() -> None:
+                assert (await status_of(stack, promotion_id)).processed > held + 5
+
+            await eventually(more, timeout=30)
+            cancelled = await stack.promotions.cancel(promotion_id)
+            assert cancelled.state == "cancelled"
+            status = await status_of(stack, promotion_id)
+            assert 0 < status.granted < 400
+            assert status.state == "cancelled"
+            live = await pool.fetchval(
+                "SELECT count(*) FROM lots WHERE clock_workflow_id = $1 AND status = 'active'",
+                promotion_workflow_id(promotion_id),
+            )
+            assert live == status.granted
