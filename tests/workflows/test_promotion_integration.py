@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
-from incentives.app.promotions import UnknownPromotion
+from incentives.app.promotions import PromotionsClient, UnknownPromotion
 from incentives.domain.errors import BudgetExhausted, InvalidCombination, PromotionConflict
 from incentives.domain.models import CouponTerms, ReverseRequest
 from incentives.domain.promotions import PoolTerms, PromotionStatus, Validity, promotion_workflow_id
 from tests.helpers import Stack, eventually, running_stack
 from tests.helpers.builders import NewId, credit, order, promotion
 from tests.helpers.ledger import ledger_rows, remaining
+from tests.workflows.test_wallet_integration import worker_process
 
 
 async def status_of(stack: Stack, promotion_id: str) -> PromotionStatus:
@@ -323,3 +326,71 @@ class TestPauseAndCancel:
                 promotion_workflow_id(promotion_id),
             )
             assert live == status.granted
+
+
+class TestScaleAndCrashes:
+    async def test_twenty_thousand_customers_with_exact_ledger_totals(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        promotion_id, audience = new_id("p"), customers(new_id, 20_000)
+        async with running_stack(dev_server.client, pool, batch_size=5_000) as stack:
+            await stack.promotions.start(promotion(promotion_id, datetime.now(UTC), amount=1234), audience)
+
+            async def done() -> PromotionStatus:
+                status = await status_of(stack, promotion_id)
+                assert status.state == "active", status
+                return status
+
+            status = await eventually(done, timeout=60)
+            assert (status.granted, status.committed, status.skipped) == (20_000, 20_000 * 1234, {})
+            assert await grant_totals(pool, promotion_id) == (20_000, 20_000 * 1234, 20_000)
+            per_customer = await pool.fetchval(
+                "SELECT count(DISTINCT customer_id) FROM lots WHERE clock_workflow_id = $1",
+                promotion_workflow_id(promotion_id),
+            )
+            assert per_customer == 20_000
+
+    async def test_a_worker_killed_mid_batch_ends_with_every_customer_granted_exactly_once(
+        self, dev_server: WorkflowEnvironment, pool: Pool, database_url: str, new_id: NewId, tmp_path: Path
+    ) -> None:
+        promotion_id, audience, task_queue = new_id("p"), customers(new_id, 3_000), new_id("kill")
+        promotions = PromotionsClient(dev_server.client, pool, task_queue=task_queue, batch_size=1_000)
+        log = tmp_path / "worker.log"
+        async with worker_process(dev_server, database_url, task_queue, log) as doomed, pool.acquire() as blocker:
+            # An uncommitted lot with the id the second batch will write: that batch stops inside
+            # its statement, waiting to learn whether the id is taken, after the first committed.
+            blocking = blocker.transaction()
+            await blocking.start()
+            await blocker.execute(
+                """INSERT INTO lots (lot_id, customer_id, kind, currency, amount_minor, remaining_minor, status,
+                                     granted_at, grant_digest, clock_workflow_id)
+                   VALUES ($1, $2, 'credit', 'USD', 1, 1, 'active', now(), 'blocker', 'blocker')""",
+                f"{promotion_id}:{audience[1_500]}",
+                audience[1_500],
+            )
+            await promotions.start(promotion(promotion_id, datetime.now(UTC)), audience)
+
+            async def batch_waiting() -> None:
+                waiting = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%audience%'"
+                )
+                assert waiting >= 1
+
+            await eventually(batch_waiting, timeout=30)
+            doomed.send_signal(signal.SIGKILL)
+            await doomed.wait()
+            await blocking.rollback()
+            assert (
+                await pool.fetchval("SELECT count(*) FROM promotion_batches WHERE promotion_id = $1", promotion_id) == 1
+            )
+        async with worker_process(dev_server, database_url, task_queue, log):
+
+            async def done() -> PromotionStatus:
+                status = await promotions.status(promotion_id)
+                assert status.state == "active", status
+                return status
+
+            status = await eventually(done, timeout=90)
+        assert (status.granted, status.processed) == (3_000, 3_000)
+        assert await grant_totals(pool, promotion_id) == (3_000, 3_000 * 1000, 3_000)
+        assert await pool.fetchval("SELECT count(*) FROM promotion_batches WHERE promotion_id = $1", promotion_id) == 3
