@@ -86,6 +86,7 @@ class PromotionInput(Model):
     terms: PromotionTerms
     audience: AudienceLoad
     batch_size: int = Field(default=BATCH_SIZE, ge=1)
+    history_limit: int = Field(default=MAX_HISTORY_EVENTS, ge=20, description="events before continue-as-new")
     progress: PromotionProgress | None = None
 
 
@@ -99,6 +100,7 @@ class PromotionWorkflow:
     def __init__(self, start: PromotionInput) -> None:
         self._terms = start.terms
         self._batch_size = start.batch_size
+        self._history_limit = start.history_limit
         self._p = start.progress or PromotionProgress(
             promotion_id=start.terms.promotion_id, ends_at=start.terms.ends_at, loads=[start.audience]
         )
@@ -112,11 +114,11 @@ class PromotionWorkflow:
             p.opened = True
         while True:
             await self._record_state()
+            self._continue_as_new_if_long()
             if await self._step():
                 continue
             if p.state in ("ended", "cancelled") and p.holding == 0:
                 return await self._close()
-            self._continue_as_new_if_long()
             await self._sleep()
 
     async def _step(self) -> bool:
@@ -231,12 +233,18 @@ class PromotionWorkflow:
 
     def _continue_as_new_if_long(self) -> None:
         info = workflow.info()
-        if info.get_current_history_length() < MAX_HISTORY_EVENTS and not info.is_continue_as_new_suggested():
+        if info.get_current_history_length() < self._history_limit and not info.is_continue_as_new_suggested():
             return
         if not workflow.all_handlers_finished():
             return  # a control is waiting for its state to be recorded: the loop comes back here
         workflow.continue_as_new(
-            PromotionInput(terms=self._terms, audience=self._p.loads[0], batch_size=self._batch_size, progress=self._p)
+            PromotionInput(
+                terms=self._terms,
+                audience=self._p.loads[0],
+                batch_size=self._batch_size,
+                history_limit=self._history_limit,
+                progress=self._p,
+            )
         )
 
     # -- controls: each answers once its state is recorded in Postgres -----------------------------

@@ -42,7 +42,14 @@ from incentives.domain.promotions import (
     promotion_workflow_id,
 )
 from incentives.domain.search_attributes import INCENTIVE_STATE, PROMOTION_ID
-from workflows.promotion import BATCH_SIZE, CancelRequest, PromotionInput, PromotionProgress, PromotionWorkflow
+from workflows.promotion import (
+    BATCH_SIZE,
+    MAX_HISTORY_EVENTS,
+    CancelRequest,
+    PromotionInput,
+    PromotionProgress,
+    PromotionWorkflow,
+)
 
 T = TypeVar("T")
 
@@ -68,12 +75,14 @@ class PromotionsClient:
         task_queue: str,
         default_timeout: timedelta = DEFAULT_CALL_TIMEOUT,
         batch_size: int = BATCH_SIZE,
+        history_limit: int = MAX_HISTORY_EVENTS,
     ) -> None:
         self._temporal = temporal
         self._pool = pool
         self._task_queue = task_queue
         self._default_timeout = default_timeout
         self._batch_size = batch_size
+        self._history_limit = history_limit
 
     async def start(self, terms: PromotionTerms, customer_ids: Iterable[str]) -> Started:
         """Stages the audience and starts the workflow; the same terms and audience again start nothing."""
@@ -87,7 +96,7 @@ class PromotionsClient:
             )
         handle = await self._temporal.start_workflow(
             PromotionWorkflow.run,
-            PromotionInput(terms=terms, audience=load, batch_size=self._batch_size),
+            PromotionInput(terms=terms, audience=load, batch_size=self._batch_size, history_limit=self._history_limit),
             id=workflow_id,
             task_queue=self._task_queue,
             # Two starts racing: the second joins the first. A promotion that closed stays closed.

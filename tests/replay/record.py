@@ -1,8 +1,9 @@
-"""Records wallet histories from real runs, for the replay tests: `python -m tests.replay.record`.
+"""Records wallet and promotion histories from real runs, for the replay tests:
+`python -m tests.replay.record`.
 
 Starts its own Postgres and Temporal dev servers (nothing shared with a running stack), drives one
-wallet per scenario through the real worker, and writes each run's history as JSON next to this
-file. Re-record only on purpose: the committed histories are what running wallets look like, and
+wallet or promotion per scenario through the real worker, and writes each run's history as JSON
+next to this file. Re-record only on purpose: the committed histories are what running wallets look like, and
 the point of replaying them is that new code must still accept them.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -22,15 +24,19 @@ from incentives.adapters.db import create_pool
 from incentives.adapters.migrations import migrate
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
+from incentives.app.promotions import PromotionsClient
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
-from incentives.domain.errors import Rejected
+from incentives.domain.errors import Rejected, UnknownLot
 from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest, wallet_id
+from incentives.domain.promotions import Budget, PromotionStatus, PromotionTerms, Validity, promotion_workflow_id
 from tests.helpers import eventually
 from tests.helpers.builders import credit
 
-HERE = Path(__file__).parent / "histories" / "local_ledger_calls"
+HISTORIES = Path(__file__).parent / "histories"
+HERE = HISTORIES / "local_ledger_calls"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
+PromotionScenario = Callable[[PromotionsClient, str], Awaitable[None]]
 
 
 async def operations(wallets: IncentivesClient, customer: str) -> None:
@@ -85,6 +91,73 @@ async def many_updates(wallets: IncentivesClient, customer: str) -> None:
         )
 
 
+def _terms(promotion_id: str, **budget: int) -> PromotionTerms:
+    """Lots effective a second after their wave, reminded at 3 s, expiring at 5 s."""
+    starts_at = datetime.now(UTC) + timedelta(seconds=1)
+    return PromotionTerms(
+        promotion_id=promotion_id,
+        name=f"replay {promotion_id}",
+        kind="credit",
+        currency="USD",
+        amount=1000,
+        validity=Validity(
+            effective_after=timedelta(seconds=1), expires_after=timedelta(seconds=5), remind_before=timedelta(seconds=2)
+        ),
+        budget=Budget(amount=budget.pop("amount", 10**9), **budget),
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(seconds=4),
+    )
+
+
+async def promotion_lifecycle(promotions: PromotionsClient, promotion_id: str) -> None:
+    """Scheduled, granting in batches (continue-as-new among them), budget met, pause, resume,
+    add-audience, extend, the clock's ticks, ended, closed with its report."""
+    await promotions.start(_terms(promotion_id, amount=25_000), [f"c{i}" for i in range(30)])
+    await _until(promotions, promotion_id, lambda status: status.processed >= 3)
+    await promotions.pause(promotion_id)
+    await promotions.resume(promotion_id)
+    await promotions.add_audience(promotion_id, ["late-1", "late-2"])
+    status = await promotions.status(promotion_id)
+    await promotions.extend(promotion_id, status.ends_at + timedelta(seconds=1))
+
+
+async def promotion_cancelled(promotions: PromotionsClient, promotion_id: str) -> None:
+    """Cancelled while granting, revoking what its lots hold, then closed."""
+    await promotions.start(_terms(promotion_id), [f"c{i}" for i in range(12)])
+    await _until(promotions, promotion_id, lambda status: status.granted >= 3)
+    await promotions.cancel(promotion_id, revoke_outstanding=True)
+
+
+async def _until(promotions: PromotionsClient, promotion_id: str, done: Callable[[PromotionStatus], bool]) -> None:
+    async def check() -> None:
+        try:
+            status = await promotions.status(promotion_id)
+        except UnknownLot as error:
+            raise AssertionError(str(error)) from None
+        assert done(status), status
+
+    await eventually(check, timeout=60)
+
+
+async def record_promotion(name: str, scenario: PromotionScenario, pool_url: str) -> None:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=temporal_dev_server_args(),
+    )
+    async with env:
+        pool = await create_pool(pool_url)
+        try:
+            task_queue, promotion_id = f"record-{name}", f"replay-{name}"
+            async with build_worker(env.client, pool, task_queue):
+                promotions = PromotionsClient(env.client, pool, task_queue=task_queue, batch_size=2, history_limit=60)
+                await scenario(promotions, promotion_id)
+                await _wait_closed(env.client, promotion_workflow_id(promotion_id))
+            await _write_runs(env.client, promotion_workflow_id(promotion_id), HISTORIES / "promotions", name)
+        finally:
+            await pool.close()
+
+
 async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url: str, until_closed: bool) -> None:
     env = await WorkflowEnvironment.start_local(
         data_converter=DATA_CONVERTER,
@@ -102,30 +175,31 @@ async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url:
                 )
                 await scenario(wallets, customer)
                 if until_closed:
-                    await _wait_closed(env.client, customer)
-            await _write_runs(env.client, customer, name)
+                    await _wait_closed(env.client, wallet_id(customer))
+            await _write_runs(env.client, wallet_id(customer), HERE, f"wallet_{name}")
         finally:
             await pool.close()
 
 
-async def _wait_closed(client: Client, customer: str) -> None:
-    handle = client.get_workflow_handle(wallet_id(customer))
+async def _wait_closed(client: Client, workflow_id: str) -> None:
+    handle = client.get_workflow_handle(workflow_id)
 
     async def closed() -> None:
-        assert (await handle.describe()).status != WorkflowExecutionStatus.RUNNING, f"wallet of {customer} still runs"
+        assert (await handle.describe()).status != WorkflowExecutionStatus.RUNNING, f"{workflow_id} still runs"
 
     await eventually(closed, timeout=60)
 
 
-async def _write_runs(client: Client, customer: str, name: str) -> None:
-    runs = [execution async for execution in client.list_workflows(f"WorkflowId = '{wallet_id(customer)}'")]
+async def _write_runs(client: Client, workflow_id: str, directory: Path, name: str) -> None:
+    runs = [execution async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
     for index, execution in enumerate(sorted(runs, key=lambda e: e.start_time)):
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
         if len(history.events) < 3:
             continue  # a run the worker had not picked up yet: nothing to replay
-        path = HERE / f"wallet_{name}_{index}.json"
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{name}_{index}.json"
         path.write_text(history.to_json() + "\n")
-        print(f"wrote {path.relative_to(HERE.parents[3])} ({len(history.events)} events)")
+        print(f"wrote {path.relative_to(HISTORIES.parents[2])} ({len(history.events)} events)")
 
 
 async def main() -> None:
@@ -137,6 +211,10 @@ async def main() -> None:
             pool = await create_pool(postgres.url())
             await migrate(pool)
             await pool.close()
+            await record_promotion("promotion_lifecycle", promotion_lifecycle, postgres.url())
+            await record_promotion("promotion_cancelled", promotion_cancelled, postgres.url())
+            if "--promotions-only" in sys.argv:
+                return
             await record("operations", operations, [], postgres.url(), until_closed=False)
             await record("timers", timers, [], postgres.url(), until_closed=True)
             await record(

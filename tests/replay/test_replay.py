@@ -58,7 +58,19 @@ def test_histories_cover_every_operation_rejection_timer_and_continue_as_new() -
     assert '"core_local_activity"' in local
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+def test_promotion_histories_cover_batches_controls_the_clock_and_continue_as_new() -> None:
+    paths = [path for path in HISTORIES if path.parent.name == "promotions"]
+    assert {name for path in paths for name, _ in _activities(path)} == {
+        "open_promotion", "grant_batch", "tick_clock", "record_state", "revoke_outstanding",
+    }  # fmt: skip
+    text = "\n".join(path.read_text() for path in paths)
+    for update in ("pause", "resume", "cancel", "add_audience", "extend"):
+        assert f'"name": "{update}"' in text, update
+    assert "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text
+    assert "WORKFLOW_EXECUTION_COMPLETED" in text
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
