@@ -130,7 +130,8 @@ class TestBudget:
             )
             assert [row["customer_id"] for row in granted] == audience[:317]
             thresholds = await pool.fetch(
-                "SELECT payload->>'threshold' AS t FROM outbox WHERE promotion_id = $1 AND event_type = 'budget_threshold'",
+                "SELECT payload->>'threshold' AS t FROM outbox WHERE promotion_id = $1 AND event_type = 'budget_threshold' "
+                "ORDER BY event_id",
                 promotion_id,
             )
             assert [row["t"] for row in thresholds] == ["50", "80"]
