@@ -8,7 +8,8 @@ other terms under an existing id are refused before anything is staged or starte
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -28,7 +29,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.promotions import promotion_figures
 from incentives.adapters.db import Pool
+from incentives.adapters.migrations import connect_database
 from incentives.adapters.rows import Row
+from incentives.adapters.settings import Settings
+from incentives.adapters.temporal import connect_temporal
 from incentives.app.audience import stage_audience
 from incentives.app.client import DEFAULT_CALL_TIMEOUT
 from incentives.domain.errors import InvalidCombination, OutcomeUnknown, PromotionConflict, UnknownLot, from_failure
@@ -64,6 +68,18 @@ class Started(Model):
 
 class UnknownPromotion(UnknownLot):
     """No promotion with this id was ever started."""
+
+
+@asynccontextmanager
+async def connect_promotions(settings: Settings | None = None) -> AsyncIterator[PromotionsClient]:
+    """A `PromotionsClient` on the configured Temporal and Postgres, closed on exit."""
+    settings = settings or Settings()
+    temporal = await connect_temporal(settings)
+    pool = await connect_database(settings, max_size=2)
+    try:
+        yield PromotionsClient(temporal, pool, task_queue=settings.task_queue)
+    finally:
+        await pool.close()
 
 
 class PromotionsClient:
