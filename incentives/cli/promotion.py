@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from incentives.adapters.settings import Settings
+from incentives.app import spec_files
 from incentives.app.promotions import PromotionsClient, connect_promotions
 from incentives.cli import flags, promotion_render
 from incentives.cli.arguments import Parser, command
@@ -44,8 +46,45 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     actions: argparse._SubParsersAction[Parser] = group.add_subparsers(
         dest="action", required=True, parser_class=Parser, metavar="ACTION", title="actions", help="one of:"
     )
+    _starters(actions)
     _readers(actions)
     _controls(actions)
+
+
+def _starters(actions: argparse._SubParsersAction[Parser]) -> None:
+    check = command(
+        actions,
+        "check",
+        "validate a spec file and say what starting it would do, without starting anything",
+        "Reads the spec and its audience (no server needed): audience size and duplicates (each\n"
+        "customer counted once), how many grants fit the budget, and the worst-case commitment.",
+        "  incentives promotion check examples/promotions/spring-credit.yaml --json",
+    )
+    check.add_argument("spec", type=Path, metavar="FILE", help="the spec file (YAML or JSON)")
+    check.add_argument("--json", action="store_true", help=JSON_HELP)
+    check.set_defaults(handler=_check)
+    start = command(
+        actions,
+        "start",
+        "start a promotion from its spec file",
+        "Stages the audience in Postgres, then starts the promotion's workflow (`promotion:<id>`).\n"
+        "The same spec again is harmless and says so; other terms under the same id are refused.\n"
+        "Errors name the spec's field (`budget.amount: ...`) and exit 2; nothing is started.",
+        "  incentives promotion start examples/promotions/spring-credit.yaml",
+    )
+    start.add_argument("spec", type=Path, metavar="FILE", help="the spec file (YAML or JSON)")
+    start.add_argument("--json", action="store_true", help=JSON_HELP)
+    start.set_defaults(handler=_start)
+    add = command(
+        actions,
+        "add-audience",
+        "add customers to a running promotion",
+        "A CSV of customer ids (one a line, header optional). The same file again adds nothing.",
+        "  incentives promotion add-audience spring-credit-2027 more-customers.csv",
+    )
+    _identified(add, timeout=True)
+    add.add_argument("file", type=Path, metavar="FILE", help="a CSV of customer ids")
+    add.set_defaults(handler=_add_audience)
 
 
 def _identified(parser: Parser, *, timeout: bool) -> None:
@@ -121,6 +160,65 @@ def _emit(args: argparse.Namespace, console: Console, result: Model, show: Calla
 
 def _promotion_id(args: argparse.Namespace) -> str:
     return check_promotion_id(args.promotion, "ID")
+
+
+async def _check(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    spec = spec_files.read_spec(args.spec)
+    audience = spec_files.survey(spec_files.audience(spec, args.spec))
+    terms = spec.terms
+    grants = terms.grants_that_fit(audience.size)
+    summary = {
+        "promotion_id": terms.promotion_id,
+        "kind": terms.kind,
+        "currency": terms.currency,
+        "audience": audience.size,
+        "duplicates": audience.duplicates,
+        "grants": grants,
+        "worst_case": terms.worst_case(grants),
+        "budget": terms.budget.amount,
+        "starts_at": terms.starts_at.isoformat(),
+        "ends_at": terms.ends_at.isoformat(),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        promotion_render.print_check(console, terms, audience.size, audience.duplicates, grants)
+    return EXIT_OK
+
+
+async def _start(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    spec = spec_files.read_spec(args.spec)
+    ids = spec_files.audience(spec, args.spec)
+    async with connect_promotions(settings) as promotions:
+        started = await promotions.start(spec.terms, ids)
+    if args.json:
+        print(started.model_dump_json(indent=2))
+    elif started.started:
+        console.print(
+            f"started promotion {started.promotion_id} (workflow {started.workflow_id}): "
+            f"{started.audience.size:,} customers ({started.audience.duplicates:,} duplicates counted once)\n"
+            f"watch it: incentives promotion status {started.promotion_id}",
+            markup=False,
+        )
+    else:
+        console.print(
+            f"promotion {started.promotion_id} was already started with this spec: nothing changed", markup=False
+        )
+    return EXIT_OK
+
+
+async def _add_audience(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    promotion_id, deadline = _promotion_id(args), flags.timeout(args)
+    ids = spec_files.audience_file(args.file, field="FILE")
+    async with connect_promotions(settings) as promotions:
+        progress = await promotions.add_audience(promotion_id, ids, timeout=deadline)
+    if args.json:
+        print(progress.model_dump_json(indent=2))
+    else:
+        console.print(
+            f"promotion {promotion_id} is {progress.state}; its audience is {progress.audience:,}", markup=False
+        )
+    return EXIT_OK
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:

@@ -7,8 +7,10 @@ import functools
 from rich.console import Console
 from rich.table import Table
 
+from incentives.cli.render import describe_coupon
 from incentives.domain.money import format_money
-from incentives.domain.promotions import PromotionFigures, PromotionStatus
+from incentives.domain.promotions import PromotionFigures, PromotionStatus, PromotionTerms
+from incentives.domain.timeparse import format_duration
 
 
 def _skipped(skipped: dict[str, int]) -> str:
@@ -74,4 +76,34 @@ def print_report(console: Console, figures: PromotionFigures, *, final: bool) ->
         ("coupon uses left", f"{figures.coupon_uses_left:,}"),
     ):
         table.add_row(what, value)
+    console.print(table)
+
+
+def print_check(console: Console, terms: PromotionTerms, audience: int, duplicates: int, grants: int) -> None:
+    money = functools.partial(format_money, currency=terms.currency)
+    validity = terms.validity
+    expiry = (
+        f"{format_duration(validity.expires_after)} after the grant"
+        if validity.expires_after is not None
+        else f"at {validity.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
+    worst = terms.worst_case(grants)
+    value = describe_coupon(terms.coupon, terms.currency) if terms.coupon is not None else money(terms.grant_cost)
+    table = Table(
+        title=f"Promotion {terms.promotion_id}: {terms.name} (valid)", title_justify="left", show_header=False
+    )
+    table.add_column("what")
+    table.add_column("value")
+    for what, shown in (
+        ("gives", f"{terms.kind}: {value}"),
+        ("schedule (UTC)", f"{terms.starts_at:%Y-%m-%d %H:%M} → {terms.ends_at:%Y-%m-%d %H:%M}"),
+        ("expires", expiry),
+        ("audience", f"{audience:,} customers ({duplicates:,} duplicates counted once)"),
+        ("grants that fit", f"{grants:,}"),
+        ("worst case", money(worst) if worst is not None else "no bound per order (a percentage without a cap)"),
+        ("budget", money(terms.budget.amount)),
+    ):
+        table.add_row(what, shown)
+    if terms.budget.pool is not None:
+        table.add_row("pool", f"{terms.budget.pool.pool_id}: {money(terms.budget.pool.amount)}")
     console.print(table)

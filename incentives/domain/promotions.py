@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, Strict, ValidationInfo, model_valida
 from incentives.domain.errors import InvalidCombination, InvalidId
 from incentives.domain.inputs import check_id, shown
 from incentives.domain.models import CouponTerms, Duration, Instant, LotKind, Model, RequestInstant
-from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits, format_money
+from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits
 
 # A promotion id names its workflow (`promotion:<id>`) and prefixes its lots' ids
 # (`<promotion>:<customer>`, `<promotion>@<n>:<customer>` for a customer's n-th lot), so it holds
@@ -135,15 +135,24 @@ class PromotionTerms(Model):
         """What one grant commits against the budget: a credit's value; a coupon commits at checkout."""
         return self.amount if self.amount is not None else 0
 
-    def worst_case(self, grants: int) -> str:
-        """The most `grants` lots could ever cost, for `promotion check`."""
+    def grants_that_fit(self, audience: int) -> int:
+        """How many of `audience` customers (one lot each) the limits let this promotion grant."""
+        limits = [audience]
+        if self.budget.max_grants is not None:
+            limits.append(self.budget.max_grants)
         if self.amount is not None:
-            return format_money(self.amount * grants, self.currency)
-        assert self.coupon is not None
+            limits.append(self.budget.amount // self.amount)
+            if self.budget.pool is not None:
+                limits.append(self.budget.pool.amount // self.amount)
+        return min(limits)
+
+    def worst_case(self, grants: int) -> int | None:
+        """The most `grants` lots could ever cost, before the budget caps it (None: no bound)."""
+        if self.amount is not None:
+            return self.amount * grants
+        assert self.coupon is not None, "a coupon promotion has coupon terms"
         per_use = self.coupon.amount_off or self.coupon.cap
-        if per_use is None:
-            return "unbounded per order (a percentage without a cap); the budget caps it"
-        return format_money(per_use * self.coupon.uses * grants, self.currency)
+        return None if per_use is None else per_use * self.coupon.uses * grants
 
 
 class AudienceLoad(Model):
