@@ -32,7 +32,7 @@ BASE: dict[str, Any] = {
 
 def with_(path: str, value: Any) -> dict[str, Any]:
     """BASE with the value at a dotted `path` replaced (`...` deletes the key)."""
-    spec = json.loads(json.dumps(BASE))
+    spec: dict[str, Any] = json.loads(json.dumps(BASE))
     *parents, last = path.split(".")
     node = spec
     for key in parents:
