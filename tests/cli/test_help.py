@@ -12,26 +12,30 @@ import pytest
 from incentives.cli import parser
 from tests.cli.conftest import Cli, grant
 
-COMMANDS = ["grant", "redeem", "reverse", "revoke", "wallet", "worker", "replay", "dev"]
+COMMANDS = ["grant", "redeem", "reverse", "revoke", "wallet", "promotion", "worker", "replay", "dev"]
+PROMOTION_ACTIONS = [
+    "check", "start", "add-audience", "status", "list", "report", "pause", "resume", "cancel", "extend",
+]  # fmt: skip
 
 
-def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    root = parser()
-    action = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+def _subparsers(command: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in command._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
 
 def test_every_argument_of_every_command_has_help_text() -> None:
-    commands = _subparsers()
+    commands = _subparsers(parser())
     assert sorted(commands) == sorted(COMMANDS)
-    for name, command in [("incentives", parser()), *commands.items()]:
+    actions = _subparsers(commands["promotion"])
+    assert sorted(actions) == sorted(PROMOTION_ACTIONS)
+    for name, command in [("incentives", parser()), *commands.items(), *actions.items()]:
         missing = [a.dest for a in command._actions if not a.help or a.help == argparse.SUPPRESS]
         assert missing == [], name
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [*COMMANDS, *(f"promotion {action}" for action in PROMOTION_ACTIONS)])
 async def test_every_command_has_a_description_examples_and_the_exit_codes(offline_cli: Cli, command: str) -> None:
-    shown = await offline_cli(command, "--help")
+    shown = await offline_cli(*command.split(), "--help")
     assert shown.code == 0
     description = shown.out.split("\n\n")[1]
     assert len(description) > 20, shown.out
