@@ -1,10 +1,10 @@
-"""`./dev demo`: the main job, end to end, in about a minute.
+"""`./dev demo`: the main job, end to end, in about a minute: a promotion's whole life.
 
-Brings the embedded stack and a worker up, grants credits (one pending, one expiring soon) and a
-percent coupon to three customers, redeems, partially reverses, cancels an order, revokes a lot,
-then waits while a reminder and an expiry happen for real on the wallets' durable timers. Prints
-every wallet and its ledger, and where to see the wallets' histories in the Temporal Web UI.
-The stack and the worker stay up afterwards; `./dev down` stops them.
+Brings the embedded stack and a worker up, checks and starts the example credit promotion
+(`examples/promotions/spring-credit.yaml`) with its schedule and validity shortened to seconds,
+shows its progress, redeems and reverses through customers' wallets, then waits while the
+promotion's own clock sends reminders and expires what is left, and prints its final report and
+where to see it in the Temporal Web UI. The stack and the worker stay up; `./dev down` stops them.
 """
 
 from __future__ import annotations
@@ -13,21 +13,26 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from incentives.adapters.db import Pool
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
+from incentives.app import spec_files
 from incentives.app.client import IncentivesClient, connect
-from incentives.cli import render
+from incentives.app.promotions import PromotionsClient, connect_promotions
+from incentives.cli import promotion_render, render
 from incentives.devstack import commands as devstack
 from incentives.devstack.servers import DetachedWorker
-from incentives.domain.errors import IncentivesError, Rejected
-from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
-from incentives.domain.money import format_money
+from incentives.domain.errors import IncentivesError
+from incentives.domain.models import RedeemRequest, ReverseRequest
+from incentives.domain.promotions import PromotionTerms, Validity, promotion_workflow_id
 
-REMIND_AFTER = timedelta(seconds=15)
-EXPIRE_AFTER = timedelta(seconds=40)
-ACTIVATE_AFTER = timedelta(seconds=8)
+SPEC = Path(__file__).parent / "promotions" / "spring-credit.yaml"
+# The example's 14-day validity and month of granting, in seconds.
+GRANTING = timedelta(seconds=20)
+LIFETIME = timedelta(seconds=40)
+REMIND_BEFORE = timedelta(seconds=25)
 
 console = render.console()
 
@@ -41,147 +46,99 @@ async def wait_for(what: str, check: Callable[[], Awaitable[bool]], deadline_s: 
     with console.status(f"waiting for {what}…"):
         while not await check():
             if time.monotonic() - started > deadline_s:
-                raise TimeoutError(
-                    f"{what} did not happen within {deadline_s:.0f}s: is the worker running? ({DetachedWorker(Settings().home).log_file})"
-                )
+                log = DetachedWorker(Settings().home).log_file
+                raise TimeoutError(f"{what} did not happen within {deadline_s:.0f}s: is the worker running? ({log})")
             await asyncio.sleep(0.25)
     console.print(f"  [green]✓[/green] {what} after {time.monotonic() - started:.1f}s")
 
 
-async def run_demo(wallets: IncentivesClient, pool: Pool, ui_url: str | None) -> None:
-    run = datetime.now(UTC).strftime("%H%M%S")
-    alice, bob, carol = f"alice-{run}", f"bob-{run}", f"carol-{run}"
+def demo_terms(terms: PromotionTerms, run: str) -> PromotionTerms:
+    """The example's terms under a fresh id, starting now, its weeks shortened to seconds."""
     now = datetime.now(UTC)
-
-    step("Granting: a credit expiring in 40s (reminder 25s before), a pending credit, a coupon, and two more credits")
-    soon = await wallets.grant(
-        GrantRequest(
-            lot_id=f"{alice}-welcome", customer_id=alice, currency="USD", kind="credit", amount=1000,
-            expires_in=EXPIRE_AFTER, remind_before=EXPIRE_AFTER - REMIND_AFTER, promotion_id="welcome-10",
-        )
-    )  # fmt: skip
-    later = await wallets.grant(
-        GrantRequest(
-            lot_id=f"{alice}-loyalty", customer_id=alice, currency="USD", kind="credit", amount=500,
-            effective_at=now + ACTIVATE_AFTER, expires_in=timedelta(days=14),
-        )
-    )  # fmt: skip
-    coupon = await wallets.grant(
-        GrantRequest(
-            lot_id=f"{alice}-20off", customer_id=alice, currency="USD", kind="coupon",
-            coupon=CouponTerms(percent_off=20, cap=500, min_order=1000), expires_in=timedelta(days=7),
-        )
-    )  # fmt: skip
-    await wallets.grant(
-        GrantRequest(
-            lot_id=f"{bob}-sorry",
-            customer_id=bob,
-            currency="USD",
-            kind="credit",
-            amount=2500,
-            expires_in=timedelta(days=14),
-        )
-    )
-    await wallets.grant(
-        GrantRequest(lot_id=f"{carol}-promo", customer_id=carol, currency="EUR", kind="credit", amount=1500)
-    )
-    for lot in (soon, later, coupon):
-        render.print_lot(console, lot)
-
-    step("Alice checks out a 12.00 USD order with her coupon: the coupon first, then the credit expiring soonest")
-    order = await wallets.redeem(
-        RedeemRequest(
-            customer_id=alice, order_id=f"{alice}-order-1", currency="USD", total=1200, coupon_lot_id=coupon.lot_id
-        )
-    )
-    render.print_redemption(console, order)
-    again = await wallets.redeem(
-        RedeemRequest(
-            customer_id=alice, order_id=f"{alice}-order-1", currency="USD", total=1200, coupon_lot_id=coupon.lot_id
-        )
-    )
-    console.print(f"  the same order again (a retried checkout) returns the same breakdown: {again == order}")
-
-    step("Part of Alice's order is refunded (5.00 USD): credits come back first, to the lot they came from")
-    render.print_reversal(
-        console,
-        await wallets.reverse(
-            ReverseRequest(customer_id=alice, order_id=order.order_id, reversal_id=f"{alice}-refund-1", amount=500)
-        ),
+    validity = Validity(expires_after=LIFETIME, remind_before=REMIND_BEFORE)
+    return terms.model_copy(
+        update={
+            "promotion_id": f"{terms.promotion_id}-{run}",
+            "validity": validity,
+            "starts_at": now,
+            "ends_at": now + GRANTING,
+        }
     )
 
-    step("Bob's 8.00 USD order is cancelled: everything goes back")
-    bob_order = await wallets.redeem(
-        RedeemRequest(customer_id=bob, order_id=f"{bob}-order-1", currency="USD", total=800)
-    )
-    render.print_reversal(
-        console,
-        await wallets.reverse(
-            ReverseRequest(customer_id=bob, order_id=bob_order.order_id, reversal_id=f"{bob}-cancel")
-        ),
-    )
 
-    step("Support revokes Carol's credit (fraud review)")
-    render.print_revocation(
-        console,
-        await wallets.revoke(RevokeRequest(customer_id=carol, lot_id=f"{carol}-promo", reason="fraud review #4411")),
+async def start(promotions: PromotionsClient, run: str) -> PromotionTerms:
+    spec = spec_files.read_spec(SPEC)
+    audience = spec_files.survey(spec_files.audience(spec, SPEC))
+    terms = demo_terms(spec.terms, run)
+    step(f"Checking {SPEC.name}: valid; the demo starts it now, with its 14 days shortened to {LIFETIME.seconds}s")
+    promotion_render.print_check(
+        console, terms, audience.size, audience.duplicates, terms.grants_that_fit(audience.size)
     )
+    started = await promotions.start(terms, spec_files.audience(spec, SPEC))
+    console.print(f"  started workflow {started.workflow_id}: the audience is staged in Postgres, not in its history")
+    return terms
 
-    step("Rules that say no, and write nothing")
-    for attempt in (
-        wallets.redeem(
-            RedeemRequest(
-                customer_id=alice, order_id=f"{alice}-order-2", currency="USD", total=900, coupon_lot_id=coupon.lot_id
-            )
-        ),
-        wallets.redeem(RedeemRequest(customer_id=carol, order_id=f"{carol}-order-1", currency="EUR", total=900)),
-        wallets.reverse(
-            ReverseRequest(customer_id=bob, order_id=bob_order.order_id, reversal_id=f"{bob}-again", amount=100)
-        ),
-    ):
+
+async def progress(promotions: PromotionsClient, promotion_id: str) -> None:
+    async def granted() -> bool:
         try:
-            await attempt
-        except Rejected as rejected:
-            console.print(f"  [yellow]rejected[/yellow] ({type(rejected).__name__}): {rejected.message}")
+            return (await promotions.status(promotion_id)).state == "active"
+        except IncentivesError:
+            return False  # not opened yet
 
-    step("Time does the rest: a pending credit activates, a reminder goes out, what is left expires")
+    await wait_for("every customer to be granted (set-based batches, no wallet started)", granted, 30)
+    promotion_render.print_status(console, await promotions.status(promotion_id))
 
-    async def lot_status(lot_id: str, status: str) -> bool:
-        current: str | None = await pool.fetchval("SELECT status FROM lots WHERE lot_id = $1", lot_id)
-        return current == status
 
-    async def reminded() -> bool:
-        return bool(
-            await pool.fetchval(
-                "SELECT count(*) FROM outbox WHERE lot_id = $1 AND event_type = 'reminder'", soon.lot_id
-            )
+async def checkout(wallets: IncentivesClient, promotion_id: str) -> None:
+    step("Checkout: customers redeem their promotion credit through their wallets; one order is refunded")
+    for customer, order_id, total in (("cust-0001", "o-1", 2500), ("cust-0002", "o-2", 400), ("cust-0003", "o-3", 700)):
+        redemption = await wallets.redeem(
+            RedeemRequest(customer_id=customer, order_id=f"{order_id}-{promotion_id}", currency="USD", total=total)
         )
-
-    await wait_for(f"{later.lot_id} to become active", lambda: lot_status(later.lot_id, "active"), 30)
-    await wait_for(f"the reminder for {soon.lot_id}", reminded, 40)
-    await wait_for(f"{soon.lot_id} to expire", lambda: lot_status(soon.lot_id, "expired"), 60)
-    written_off = await pool.fetchval(
-        "SELECT -amount_minor FROM ledger_entries WHERE entry_type = 'expire' AND lot_id = $1", soon.lot_id
+        render.print_redemption(console, redemption)
+    reversal = await wallets.reverse(
+        ReverseRequest(customer_id="cust-0003", order_id=f"o-3-{promotion_id}", reversal_id=f"refund-{promotion_id}")
     )
-    console.print(f"  {format_money(written_off, 'USD')} of {soon.lot_id} expired (breakage)")
+    render.print_reversal(console, reversal)
 
-    for customer in (alice, bob, carol):
-        step(f"Wallet of {customer}, from the ledger")
-        render.print_wallet(console, await wallets.wallet(customer))
 
-    step("Outbox: the events downstream systems receive")
-    rows = await pool.fetch(
-        "SELECT event_id, event_type, customer_id, coalesce(lot_id, order_id) AS subject FROM outbox "
-        "WHERE customer_id = ANY($1::text[]) ORDER BY event_id",
-        [alice, bob, carol],
-    )
-    for row in rows:
-        console.print(f"  #{row['event_id']:<5} {row['event_type']:<10} {row['customer_id']:<16} {row['subject']}")
+async def clock(pool: Pool, promotions: PromotionsClient, promotion_id: str) -> None:
+    step("Time: the promotion's own clock reminds, expires what is left, ends and closes")
 
+    async def events(kind: str) -> int:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM outbox WHERE promotion_id = $1 AND event_type = $2", promotion_id, kind
+        )
+        return count
+
+    async def state(wanted: str) -> bool:
+        return (await promotions.status(promotion_id)).state == wanted
+
+    await wait_for("the reminders (one set-based tick for every lot)", lambda: _positive(events("reminder")), 40)
+    await wait_for("the end of granting", lambda: state("ended"), 40)
+    await wait_for("the expiry of what is left", lambda: _positive(events("expired")), 40)
+    await wait_for("the promotion to close with its final report", lambda: state("closed"), 40)
+    status = await promotions.status(promotion_id)
+    promotion_render.print_status(console, status)
+
+
+async def _positive(count: Awaitable[int]) -> bool:
+    return await count > 0
+
+
+async def run_demo(wallets: IncentivesClient, promotions: PromotionsClient, pool: Pool, ui_url: str | None) -> None:
+    run = datetime.now(UTC).strftime("%H%M%S")
+    terms = await start(promotions, run)
+    await progress(promotions, terms.promotion_id)
+    await checkout(wallets, terms.promotion_id)
+    step("A customer's wallet, from the ledger: the promotion's lot beside the redemption and the refund")
+    render.print_wallet(console, await wallets.wallet("cust-0003"))
+    await clock(pool, promotions, terms.promotion_id)
     if ui_url:
-        step("The wallets' histories, in the Temporal Web UI")
-        for customer in (alice, bob, carol):
-            console.print(f"  {ui_url}/namespaces/default/workflows/wallet:{customer}", highlight=False, soft_wrap=True)
+        step("The promotion's history (batches, ticks, states), in the Temporal Web UI")
+        link = f"{ui_url}/namespaces/default/workflows/{promotion_workflow_id(terms.promotion_id)}"
+        console.print(f"  {link}", highlight=False, soft_wrap=True)
 
 
 async def main() -> None:
@@ -196,12 +153,15 @@ async def main() -> None:
     console.print(f"  worker pid {pid}, logs in {worker.log_file}", highlight=False, soft_wrap=True)
     pool = await connect_database(settings, max_size=2)
     try:
-        async with connect(settings) as wallets:
-            await run_demo(wallets, pool, current.ui_url)
+        async with connect(settings) as wallets, connect_promotions(settings) as promotions:
+            await run_demo(wallets, promotions, pool, current.ui_url)
     finally:
         await pool.close()
-    step("Done. The stack and the worker keep running, so the wallets' timers keep firing.")
-    console.print("  try: .venv/bin/incentives wallet <customer>   ·   stop everything: ./dev down", highlight=False)
+    step("Done. The stack and the worker keep running.")
+    console.print(
+        "  try: .venv/bin/incentives promotion list   ·   .venv/bin/incentives wallet cust-0001   ·   stop: ./dev down",
+        highlight=False,
+    )
 
 
 if __name__ == "__main__":
