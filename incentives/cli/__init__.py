@@ -25,7 +25,7 @@ from typing import NoReturn
 from incentives.adapters.failures import infrastructure_failure
 from incentives.adapters.logs import configure_logging, log_destination
 from incentives.adapters.settings import DEFAULT_HOME, load_settings
-from incentives.cli import flags, ops, promotion, render, wallet
+from incentives.cli import flags, oncall, ops, promotion, render, wallet
 from incentives.cli.arguments import EXIT_CODES, Parser, escaped
 from incentives.cli.exits import (
     EXIT_BAD_INPUT,
@@ -41,6 +41,7 @@ from incentives.domain.errors import InvalidInput, OutcomeUnknown, Rejected, Una
 COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction[Parser]], None]] = [
     wallet.register,
     promotion.register,
+    oncall.register,
     ops.register,
 ]
 
