@@ -1,4 +1,4 @@
-"""On-call: `reconcile` proves the books balance (more to come: history, explain)."""
+"""On-call: `history` tells a workflow's story, `reconcile` proves the books balance."""
 
 from __future__ import annotations
 
@@ -8,17 +8,46 @@ import json
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from temporalio.client import WorkflowHistory
 
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
+from incentives.adapters.temporal import connect_temporal
+from incentives.app import history
 from incentives.app.reconcile import CHECKS, reconcile
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK, EXIT_REJECTED
+from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import check_id
 from incentives.domain.promotions import check_promotion_id
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
+    _history_parser(commands)
+    _reconcile_parser(commands)
+
+
+def _history_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    parser = command(
+        commands,
+        "history",
+        "a customer's, wallet's or promotion's workflow history as a readable timeline",
+        "Every run (continue-as-new included), oldest first, each event decoded. For a customer, the\n"
+        "ledger rows promotions wrote for them are interleaved (a promotion's grant is not in the\n"
+        "wallet's history). --json writes one run's raw history (the latest, or --run) in the form\n"
+        "`temporal workflow show --output json` writes and `incentives replay` reads.",
+        "  incentives history alice\n  incentives history promotion:spring-credit-2027\n"
+        "  incentives history wallet:alice --json > history.json && incentives replay history.json",
+    )
+    parser.add_argument(
+        "target", metavar="TARGET", help="a customer id, wallet:ID, promotion:ID, a promotion's id, or any workflow id"
+    )
+    parser.add_argument("--run", metavar="RUN_ID", help="with --json: this run instead of the latest")
+    parser.add_argument("--json", action="store_true", help="write the raw history of one run as JSON")
+    parser.set_defaults(handler=_history)
+
+
+def _reconcile_parser(commands: argparse._SubParsersAction[Parser]) -> None:
     checks = "\n".join(f"  {name}: {meaning}" for name, meaning in CHECKS.items())
     parser = command(
         commands,
@@ -34,6 +63,40 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     scope.add_argument("--promotion", metavar="ID", help="check only this promotion, its lots and its pool")
     parser.add_argument("--json", action="store_true", help="print the summary and every violation as JSON")
     parser.set_defaults(handler=_reconcile)
+
+
+async def _history(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    target = check_id(args.target, "TARGET")
+    temporal = await connect_temporal(settings)
+    pool = await connect_database(settings, max_size=1)
+    try:
+        workflow_id = await history.resolve(pool, target)
+        histories = await history.runs(temporal, workflow_id)
+        if args.json:
+            print(_one_run(histories, args.run).to_json())
+            return EXIT_OK
+        entries = [entry for run_id, events in histories for entry in history.timeline(events, run_id)]
+        if workflow_id.startswith("wallet:"):
+            entries += await history.ledger_rows_by_others(pool, workflow_id.removeprefix("wallet:"))
+    finally:
+        await pool.close()
+    table = Table(title=f"{workflow_id}: {len(histories)} run(s), times in UTC", title_justify="left")
+    for column in ("when", "run", "event"):
+        table.add_column(column)
+    for entry in sorted(entries, key=lambda entry: entry.at):
+        run = (entry.run_id or "")[:8] if entry.source == "workflow" else "ledger"
+        table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S.%f}"[:-3], run, escape(entry.text))
+    console.print(table)
+    return EXIT_OK
+
+
+def _one_run(histories: list[tuple[str, WorkflowHistory]], run_id: str | None) -> WorkflowHistory:
+    if run_id is None:
+        return histories[-1][1]
+    for candidate, events in histories:
+        if candidate == run_id:
+            return events
+    raise InvalidInput("--run", f"{run_id} is not a run of this workflow")
 
 
 async def _reconcile(args: argparse.Namespace, settings: Settings, console: Console) -> int:

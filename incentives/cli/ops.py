@@ -9,7 +9,8 @@ from rich.console import Console
 
 from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
-from incentives.app.replay import replay_files
+from incentives.adapters.temporal import connect_temporal
+from incentives.app.replay import ReplayOutcome, replay_files, replay_workflow
 from incentives.app.worker import run_worker
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK, EXIT_REJECTED, EXIT_UNAVAILABLE
@@ -31,13 +32,16 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
     replay = command(
         commands,
         "replay",
-        "replay saved workflow histories against this code",
-        "Exit 0 when every history replays; exit 1 when the code diverges from one (and where). Save a\n"
-        "history with `temporal workflow show --workflow-id wallet:<customer> --output json`.",
-        "  incentives replay history.json\n  incentives replay tests/replay/histories/*.json",
+        "replay workflow histories against this code: saved files, or workflows fetched by id",
+        "Exit 0 when every history replays; exit 1 when the code diverges from one, naming the first\n"
+        "event it disagrees with and the command to see it. A file is a history in Temporal's JSON\n"
+        "form (`temporal workflow show --output json`, `incentives history --json`); anything else is\n"
+        "a workflow id, whose every run is fetched from the server.",
+        "  incentives replay history.json\n  incentives replay tests/replay/histories/*/*.json\n"
+        "  incentives replay wallet:alice promotion:spring-credit-2027",
     )
     replay.add_argument(
-        "histories", nargs="+", type=Path, metavar="HISTORY.json", help="a workflow history in Temporal's JSON form"
+        "histories", nargs="+", metavar="HISTORY.json|WORKFLOW_ID", help="a history file, or a workflow id to fetch"
     )
     replay.set_defaults(handler=_replay)
 
@@ -67,17 +71,39 @@ async def _worker(args: argparse.Namespace, settings: Settings, console: Console
 
 async def _replay(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     """Exit 1 when any history diverges: this code would break the workflows it was recorded from."""
-    outcomes = await replay_files(args.histories)
+    files = [Path(source) for source in args.histories if _is_file(source)]
+    ids = [source for source in args.histories if not _is_file(source)]
+    outcomes = await replay_files(files)
+    if ids:
+        client = await connect_temporal(settings)
+        for workflow_id in ids:
+            outcomes += await replay_workflow(client, workflow_id)
     for outcome in outcomes:
         if outcome.failure is None:
-            console.print(f"[green]ok[/green]       {outcome.path} ({outcome.events} events)")
+            console.print(f"[green]ok[/green]       {outcome.source} ({outcome.events} events)", highlight=False)
         else:
-            console.print(f"[red]diverged[/red] {outcome.path}: {outcome.failure}")
-    diverged = [str(outcome.path) for outcome in outcomes if outcome.failure is not None]
+            console.print(f"[red]diverged[/red] {outcome.source}", highlight=False)
+            console.print(
+                f"  at {outcome.diverged_at or 'an event it could not name'}: {_see(outcome)}", highlight=False
+            )
+            console.print(f"  {outcome.failure}", markup=False, highlight=False)
+    diverged = [outcome.source for outcome in outcomes if outcome.failure is not None]
     if diverged:
         console.print(f"{len(diverged)} of {len(outcomes)} histories do not replay against this code")
         return EXIT_REJECTED
     return EXIT_OK
+
+
+def _is_file(source: str) -> bool:
+    """A path to a history (an existing file, or anything ending in .json), or else a workflow id."""
+    return source.endswith(".json") or Path(source).is_file()
+
+
+def _see(outcome: ReplayOutcome) -> str:
+    if " run " not in outcome.source:
+        return f"open {outcome.source} at that event"
+    workflow_id, run_id = outcome.source.split(" run ", 1)
+    return f"temporal workflow show --workflow-id {workflow_id} --run-id {run_id}"
 
 
 async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -> int:

@@ -231,6 +231,7 @@ class TestReplay:
         diverged = await cli("replay", str(changed))
         assert diverged.code == 1
         assert "does not match activity type" in diverged.out
+        assert "at event 68 (ACTIVITY_TASK_SCHEDULED)" in diverged.out  # the first expire_lot renamed
         garbage = tmp_path / "garbage.json"
         garbage.write_text("{}")
         assert (await cli("replay", str(garbage))).code == 2

@@ -12,7 +12,19 @@ import pytest
 from incentives.cli import parser
 from tests.cli.conftest import Cli, grant
 
-COMMANDS = ["grant", "redeem", "reverse", "revoke", "wallet", "promotion", "reconcile", "worker", "replay", "dev"]
+COMMANDS = [
+    "grant",
+    "redeem",
+    "reverse",
+    "revoke",
+    "wallet",
+    "promotion",
+    "history",
+    "reconcile",
+    "worker",
+    "replay",
+    "dev",
+]
 PROMOTION_ACTIONS = [
     "check", "start", "add-audience", "status", "list", "report", "pause", "resume", "cancel", "extend",
 ]  # fmt: skip
