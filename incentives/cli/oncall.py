@@ -1,4 +1,5 @@
-"""On-call: `history` tells a workflow's story, `reconcile` proves the books balance."""
+"""On-call: `history` tells a workflow's story, `explain` where a customer's value went,
+`reconcile` proves the books balance."""
 
 from __future__ import annotations
 
@@ -14,17 +15,35 @@ from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.app import history
+from incentives.app.explain import Explanation, explain
 from incentives.app.reconcile import CHECKS, reconcile
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK, EXIT_REJECTED
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import check_id
+from incentives.domain.money import format_money
 from incentives.domain.promotions import check_promotion_id
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
     _history_parser(commands)
+    _explain_parser(commands)
     _reconcile_parser(commands)
+
+
+def _explain_parser(commands: argparse._SubParsersAction[Parser]) -> None:
+    parser = command(
+        commands,
+        "explain",
+        "where a customer's credit went: every lot, each movement of its value, and what is left",
+        "From the ledger: each lot's grant, redemptions (by order), reversals, expiry and revocation,\n"
+        "each with the workflow run that wrote it. When the customer's wallet runs, every difference\n"
+        "between its memory (a cache) and the ledger (the truth) is listed too.",
+        "  incentives explain alice\n  incentives explain alice --json",
+    )
+    parser.add_argument("customer", metavar="CUSTOMER", help="the customer's id")
+    parser.add_argument("--json", action="store_true", help="print the explanation as JSON (minor units)")
+    parser.set_defaults(handler=_explain)
 
 
 def _history_parser(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -88,6 +107,55 @@ async def _history(args: argparse.Namespace, settings: Settings, console: Consol
         table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S.%f}"[:-3], run, escape(entry.text))
     console.print(table)
     return EXIT_OK
+
+
+async def _explain(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    customer = check_id(args.customer, "CUSTOMER")
+    temporal = await connect_temporal(settings)
+    pool = await connect_database(settings, max_size=1)
+    try:
+        story = await explain(pool, temporal, customer)
+    finally:
+        await pool.close()
+    if args.json:
+        print(story.model_dump_json(indent=2))
+    else:
+        print_explanation(console, story)
+    return EXIT_OK
+
+
+def print_explanation(console: Console, story: Explanation) -> None:
+    for told in story.lots:
+        lot = told.lot
+        left = (
+            f"{lot.uses_left} uses left"
+            if lot.kind == "coupon"
+            else format_money(lot.remaining, lot.currency) + " left"
+        )
+        table = Table(title=f"lot {lot.lot_id} ({lot.kind}, {lot.status}): {left}", title_justify="left")
+        for column in ("#", "when (UTC)", "movement", "amount", "order / reversal", "reason", "written by"):
+            table.add_column(column, justify="right" if column in ("#", "amount") else "left")
+        for move in told.movements:
+            table.add_row(
+                str(move.entry_id),
+                f"{move.at:%Y-%m-%d %H:%M:%S}",
+                move.entry_type,
+                format_money(move.amount, lot.currency),
+                " / ".join(part for part in (move.order_id, move.reversal_id) if part),
+                escape(move.reason or ""),
+                f"{move.workflow_id or ''} {(move.run_id or '')[:8]}".strip(),
+            )
+        console.print(table)
+    if not story.wallet_running:
+        console.print("no wallet runs for this customer: the ledger is the whole story", markup=False)
+    elif not story.differences:
+        console.print("the running wallet's memory agrees with the ledger", markup=False)
+    for difference in story.differences:
+        console.print(
+            f"memory differs on lot {difference.lot_id}: ledger {difference.ledger}, wallet {difference.wallet}",
+            markup=False,
+            style="yellow",
+        )
 
 
 def _one_run(histories: list[tuple[str, WorkflowHistory]], run_id: str | None) -> WorkflowHistory:

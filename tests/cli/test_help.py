@@ -20,6 +20,7 @@ COMMANDS = [
     "wallet",
     "promotion",
     "history",
+    "explain",
     "reconcile",
     "worker",
     "replay",
