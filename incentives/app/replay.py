@@ -5,8 +5,11 @@ whose commands this code no longer makes, so the answer names the event to look 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
@@ -17,11 +20,20 @@ from incentives.app.history import runs
 from incentives.domain.errors import InvalidInput
 from workflows import WORKFLOWS
 
-_BOOKKEEPING = {
-    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
-    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+# Events a workflow task's commands produce: where new code and an old history can disagree.
+_COMMAND_EVENTS = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_TIMER_STARTED,
+    EventType.EVENT_TYPE_TIMER_CANCELED,
+    EventType.EVENT_TYPE_MARKER_RECORDED,
+    EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
 }
+# The SDK names the event itself when it can: "... HistoryEvent(id: 6, ActivityTaskScheduled)".
+_NAMED_EVENT = re.compile(r"HistoryEvent\(id: (?P<id>[0-9]+), (?P<type>[A-Za-z]+)\)")
 
 
 @dataclass(frozen=True)
@@ -34,9 +46,9 @@ class ReplayOutcome:
     )
 
 
-def replayer() -> Replayer:
-    """The workflows this code registers, decoded as the worker decodes them."""
-    return Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
+def replayer(workflows: Sequence[type[Any]] = WORKFLOWS) -> Replayer:
+    """The workflows this code registers (or `workflows`), decoded as the worker decodes them."""
+    return Replayer(workflows=list(workflows), data_converter=DATA_CONVERTER)
 
 
 def load_history(path: Path) -> WorkflowHistory:
@@ -57,21 +69,26 @@ async def replay_workflow(client: Client, workflow_id: str) -> list[ReplayOutcom
     return [await replay(f"{workflow_id} run {run_id}", history) for run_id, history in await runs(client, workflow_id)]
 
 
-async def replay(source: str, history: WorkflowHistory) -> ReplayOutcome:
-    failure = await _failure(history)
+async def replay(source: str, history: WorkflowHistory, workflows: Sequence[type[Any]] = WORKFLOWS) -> ReplayOutcome:
+    """Replays `history` against `workflows` (this code's, unless a test swaps one)."""
+    failure = await _failure(history, workflows)
     if failure is None:
         return ReplayOutcome(source, len(history.events), None)
-    return ReplayOutcome(source, len(history.events), failure, await _first_divergence(history))
+    named = _NAMED_EVENT.search(failure)
+    if named is not None:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", named["type"]).upper()  # as EventType names it
+        return ReplayOutcome(source, len(history.events), failure, f"event {named['id']} ({kind})")
+    return ReplayOutcome(source, len(history.events), failure, await _first_divergence(history, workflows))
 
 
-async def _failure(history: WorkflowHistory) -> str | None:
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+async def _failure(history: WorkflowHistory, workflows: Sequence[type[Any]]) -> str | None:
+    result = await replayer(workflows).replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 
 
-async def _first_divergence(history: WorkflowHistory) -> str | None:
+async def _first_divergence(history: WorkflowHistory, workflows: Sequence[type[Any]]) -> str | None:
     """Bisects over workflow-task boundaries for the shortest prefix that fails to replay; the first
-    event of its last task's commands is where this code and the history part."""
+    event its last task's commands produced is where this code and the history part."""
     events = list(history.events)
     cuts = [i for i, event in enumerate(events) if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED]
     cuts.append(len(events))
@@ -79,11 +96,11 @@ async def _first_divergence(history: WorkflowHistory) -> str | None:
     while high - low > 1:
         middle = (low + high) // 2
         prefix = WorkflowHistory(history.workflow_id, events[: cuts[middle]])
-        if await _failure(prefix) is None:
+        if await _failure(prefix, workflows) is None:
             low = middle
         else:
             high = middle
     for event in events[cuts[low] : cuts[high]]:
-        if event.event_type not in _BOOKKEEPING:
+        if event.event_type in _COMMAND_EVENTS:
             return f"event {event.event_id} ({EventType.Name(event.event_type).removeprefix('EVENT_TYPE_')})"
     return None

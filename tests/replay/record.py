@@ -1,10 +1,12 @@
-"""Records wallet and promotion histories from real runs, for the replay tests:
-`python -m tests.replay.record`.
+"""Records wallet and promotion histories from real runs, for the replay tests: `./dev corpus`
+(`--promotions-only` re-records only the promotions).
 
 Starts its own Postgres and Temporal dev servers (nothing shared with a running stack), drives one
 wallet or promotion per scenario through the real worker, and writes each run's history as JSON
 next to this file. Re-record only on purpose: the committed histories are what running wallets look like, and
-the point of replaying them is that new code must still accept them.
+the point of replaying them is that new code must still accept them. `histories/regular_ledger_calls/`
+holds the generation recorded before the `local-ledger-calls` patch, by the code of that time: it
+cannot be regenerated, and stays as long as the patch's old branch does.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ from workflows import WORKFLOWS
 with workflow.unsafe.imports_passed_through():
     # This module defines a workflow, so the sandbox imports it; the seam reads settings from disk.
     from incentives.adapters.temporal import DATA_CONVERTER
+from incentives.app.replay import replay
 from incentives.domain.models import wallet_id
+from incentives.domain.promotions import PromotionFigures
+from workflows.promotion import PROMOTION_WORKFLOW, PromotionInput, PromotionWorkflow
 from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
@@ -87,11 +90,41 @@ class WalletThatSleepsFirst(WalletWorkflow):
         return await super().run(start)
 
 
-async def test_a_non_deterministic_change_fails_replay() -> None:
-    replayer = Replayer(workflows=[WalletThatSleepsFirst], data_converter=DATA_CONVERTER)
-    result = await replayer.replay_workflow(load(HISTORIES[0]), raise_on_replay_failure=False)
-    assert result.replay_failure is not None
-    assert (
-        "Nondeterminism" in type(result.replay_failure).__name__
-        or "nondeterminism" in str(result.replay_failure).lower()
+async def test_a_non_deterministic_change_fails_replay_naming_the_event() -> None:
+    path = next(path for path in HISTORIES if path.parent.name == "regular_ledger_calls")
+    outcome = await replay(path.name, load(path), workflows=[WalletThatSleepsFirst])
+    assert outcome.failure is not None
+    assert "nondeterminism" in outcome.failure.lower()
+    # The run's first command was loading the wallet; the altered code starts a timer instead.
+    first_activity = next(
+        event["eventId"]
+        for event in json.loads(path.read_text())["events"]
+        if "activityTaskScheduledEventAttributes" in event
     )
+    assert outcome.diverged_at == f"event {first_activity} (ACTIVITY_TASK_SCHEDULED)"
+
+
+@workflow.defn(name=PROMOTION_WORKFLOW)
+class PromotionThatSkipsOpening(PromotionWorkflow):
+    """The promotion with a careless edit: it no longer records that it is scheduled."""
+
+    @workflow.run
+    async def run(self, start: PromotionInput) -> PromotionFigures:
+        return await super().run(start)
+
+    async def _record_state(self, *, write_report: bool = False) -> PromotionFigures | None:
+        if self._p.state == "scheduled":
+            self._p.recorded = (self._p.state, self._p.ends_at)
+            return None
+        return await super()._record_state(write_report=write_report)
+
+
+async def test_the_promotion_corpus_catches_a_breaking_change() -> None:
+    first_runs = [path for path in HISTORIES if path.parent.name == "promotions" and path.stem.endswith("_0")]
+    assert first_runs
+    for path in first_runs:
+        outcome = await replay(path.name, load(path), workflows=[PromotionThatSkipsOpening])
+        assert outcome.failure is not None, path.name
+        # open_promotion, then the first record_state: where the altered code schedules nothing.
+        scheduled = [e for e in json.loads(path.read_text())["events"] if "activityTaskScheduledEventAttributes" in e]
+        assert outcome.diverged_at == f"event {scheduled[1]['eventId']} (ACTIVITY_TASK_SCHEDULED)", path.name
