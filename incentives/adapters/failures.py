@@ -23,7 +23,8 @@ _POSTGRES = (
     # another operation is in progress"), seen when Postgres restarts under a call.
     asyncpg.exceptions.InternalClientError,
 )
-_NETWORK = (ConnectionError, TimeoutError, socket.gaierror)
+# FileNotFoundError: the Unix socket of a Postgres that is down (the embedded one listens on one).
+_NETWORK = (ConnectionError, TimeoutError, socket.gaierror, FileNotFoundError)
 _DETAIL_LENGTH = 200
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 
@@ -172,11 +173,12 @@ class EmbeddedPostgres:
             raise Unavailable(f"Postgres did not start in {self.data_dir}: {error.stderr.strip()}\n{log}") from error
         return self.url()
 
-    def stop(self) -> bool:
-        """Stops the server if it runs (fast shutdown: open transactions roll back). True if it did."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> bool:
+        """Stops the server if it runs. True if it did. `fast`: open transactions roll back;
+        `immediate`: no shutdown checkpoint, as a crash (the next start recovers from the WAL)."""
         if self.pid() is None:
             return False
-        self._run("pg_ctl", ["-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+        self._run("pg_ctl", ["-D", str(self.data_dir), "-m", mode, "-w", "stop"])
         return True
 
     async def create_database(self, name: str = EMBEDDED_DATABASE) -> None:
@@ -280,6 +282,16 @@ class EmbeddedTemporal:
 
     def stop(self) -> bool:
         return self.process.stop()
+
+    def kill(self) -> bool:
+        """SIGKILL, as a crash: its state file keeps what it had persisted. True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.02)
+        return True
 
 
 @dataclass(frozen=True)

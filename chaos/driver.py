@@ -1,0 +1,246 @@
+"""Sends the plan's operations through the real clients, concurrently, retrying each with the same
+ids until it is answered (a result or a refusal), while the stack suffers the plan's faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+
+from chaos.stack import TASK_QUEUE, Stack
+from chaos.workload import Op, Plan
+from incentives.adapters.db import Pool
+from incentives.adapters.failures import infrastructure_failure
+from incentives.app.client import IncentivesClient
+from incentives.app.promotions import PromotionsClient
+from incentives.domain.errors import InvalidInput, OutcomeUnknown, Rejected, Unavailable
+from incentives.domain.models import (
+    CouponTerms,
+    GrantRequest,
+    Model,
+    RedeemRequest,
+    ReverseRequest,
+    RevokeRequest,
+)
+from incentives.domain.money import parse_amount
+from incentives.domain.promotion_spec import audience_ids, parse_spec
+from incentives.domain.promotions import Budget, PoolTerms, PromotionTerms, Validity
+
+Status = Literal["done", "rejected", "refused", "unresolved"]
+POOL = PoolTerms(pool_id="chaos-pool", amount=15_000)
+CALL_TIMEOUT = timedelta(seconds=8)
+ANSWER_DEADLINE_S = 180.0
+
+
+@dataclass
+class Outcome:
+    op: Op
+    status: Status
+    request: Model | None
+    result: dict[str, Any] | None = None
+    rule: str | None = None
+    attempts: int = 0
+
+
+class Driver:
+    def __init__(self, stack: Stack, temporal: Client, pool: Pool, plan: Plan, concurrency: int) -> None:
+        self.stack, self.plan = stack, plan
+        self.wallets = IncentivesClient(temporal, pool, task_queue=TASK_QUEUE, default_timeout=CALL_TIMEOUT)
+        self.promotions = PromotionsClient(temporal, pool, task_queue=TASK_QUEUE, batch_size=4)
+        self.requests: dict[int, Model] = {}
+        self.terms: dict[str, PromotionTerms] = {}
+        self.abandoned = Counter[str]()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._fault_lock = asyncio.Lock()
+
+    async def run(self) -> list[Outcome]:
+        watchdog = asyncio.create_task(self._watch_worker())
+        faults: list[asyncio.Task[None]] = []
+        tasks = []
+        try:
+            for op in self.plan.ops:
+                await self._slots.acquire()
+                if op.index in self.plan.fault_at:
+                    faults.append(asyncio.create_task(self._fault(self.plan.fault_at[op.index])))
+                tasks.append(asyncio.create_task(self._one(op)))
+            outcomes = list(await asyncio.gather(*tasks))
+            await asyncio.gather(*faults)
+        finally:
+            watchdog.cancel()
+        return outcomes
+
+    async def _one(self, op: Op) -> Outcome:
+        try:
+            return await self._send(op)
+        finally:
+            self._slots.release()
+
+    async def _fault(self, kind: str) -> None:
+        async with self._fault_lock:
+            await self.stack.inject(kind)
+
+    async def _watch_worker(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            async with self._fault_lock:
+                self.stack.keep_worker_alive()
+
+    # -- one operation -----------------------------------------------------------------------------
+
+    async def _send(self, op: Op) -> Outcome:
+        if op.kind == "hostile":
+            return _hostile(op)
+        try:
+            request = self._request(op)
+        except (ValidationError, InvalidInput) as refused:
+            return Outcome(op, "refused", None, rule=type(refused).__name__)
+        return await self._until_answered(op, request, self._caller(op, request))
+
+    def _request(self, op: Op) -> Model:
+        """Built once; a duplicate re-sends the request of the operation it duplicates."""
+        if op.duplicate_of is not None and op.duplicate_of in self.requests:
+            request = self.requests[op.duplicate_of]
+        else:
+            request = _build(op, datetime.now(UTC))
+        self.requests[op.index] = request
+        if isinstance(request, PromotionTerms):
+            self.terms.setdefault(request.promotion_id, request)
+        return request
+
+    def _caller(self, op: Op, request: Model) -> Callable[[timedelta], Awaitable[BaseModel | None]]:
+        wallets, promotions = self.wallets, self.promotions
+        if isinstance(request, GrantRequest):
+            return lambda timeout: wallets.grant(request, timeout=timeout)
+        if isinstance(request, RedeemRequest):
+            return lambda timeout: wallets.redeem(request, timeout=timeout)
+        if isinstance(request, ReverseRequest):
+            return lambda timeout: wallets.reverse(request, timeout=timeout)
+        if isinstance(request, RevokeRequest):
+            return lambda timeout: wallets.revoke(request, timeout=timeout)
+        if isinstance(request, PromotionTerms):
+            audience = list(op.fields["audience"])  # type: ignore[call-overload]
+            return lambda timeout: promotions.start(request, audience)
+        action, promotion_id = str(op.fields["action"]), str(op.fields["promotion"])
+        control = {"pause": promotions.pause, "resume": promotions.resume}
+        if action in control:
+            return lambda timeout: control[action](promotion_id, timeout=timeout)
+        return lambda timeout: promotions.cancel(promotion_id, timeout=timeout)
+
+    async def _until_answered(
+        self, op: Op, request: Model, call: Callable[[timedelta], Awaitable[BaseModel | None]]
+    ) -> Outcome:
+        deadline = time.monotonic() + ANSWER_DEADLINE_S
+        attempts, backoff = 0, 0.2
+        while True:
+            attempts += 1
+            abandon = op.abandon_first and attempts == 1
+            try:
+                result = await call(timedelta(milliseconds=20) if abandon else CALL_TIMEOUT)
+            except Rejected as rejected:
+                return Outcome(op, "rejected", request, rule=type(rejected).__name__, attempts=attempts)
+            except (OutcomeUnknown, Unavailable, Exception) as error:
+                if not isinstance(error, OutcomeUnknown | Unavailable) and infrastructure_failure(error) is None:
+                    raise
+                if abandon:
+                    self.abandoned["client_abandoned"] += 1
+                if time.monotonic() > deadline:
+                    return Outcome(op, "unresolved", request, rule=type(error).__name__, attempts=attempts)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 3.0)
+                continue
+            dumped = result.model_dump(mode="json") if result is not None else None
+            return Outcome(op, "done", request, result=dumped, attempts=attempts)
+
+    async def settle(self) -> None:
+        """Every paused promotion resumed, then every promotion done granting."""
+        for promotion_id in self.terms:
+
+            async def resume(p: str = promotion_id) -> object:
+                return await self.promotions.resume(p, timeout=CALL_TIMEOUT)
+
+            async def granting(p: str = promotion_id) -> bool:
+                return (await self.promotions.status(p)).state in ("scheduled", "granting", "paused")
+
+            with contextlib.suppress(Rejected):
+                await self._retrying(resume)
+            while True:
+                if not await self._retrying(granting):
+                    break
+                await asyncio.sleep(0.5)
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        deadline = time.monotonic() + ANSWER_DEADLINE_S
+        while True:
+            try:
+                return await call()
+            except (OutcomeUnknown, Unavailable, Exception) as error:
+                if isinstance(error, Rejected):
+                    raise
+                if not isinstance(error, OutcomeUnknown | Unavailable) and infrastructure_failure(error) is None:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+
+def _build(op: Op, now: datetime) -> Model:
+    f = op.fields
+    if op.kind == "grant":
+        coupon = None
+        if f["kind"] == "coupon":
+            coupon = CouponTerms(
+                amount_off=f.get("amount_off"), percent_off=f.get("percent_off"), cap=f.get("cap"),
+                min_order=f.get("min_order"), uses=f["uses"],
+            )  # fmt: skip
+        effective_in = f.get("effective_in")
+        return GrantRequest(
+            lot_id=str(f["lot_id"]), customer_id=op.customer, currency="USD", kind=f["kind"],
+            amount=f.get("amount"), coupon=coupon,
+            effective_at=now + effective_in if isinstance(effective_in, timedelta) else None,
+            expires_in=f.get("expires_in"), remind_before=f.get("remind_before"),
+        )  # fmt: skip
+    if op.kind == "redeem":
+        return RedeemRequest(customer_id=op.customer, **f)
+    if op.kind == "reverse":
+        return ReverseRequest(customer_id=op.customer, **f)
+    if op.kind == "revoke":
+        return RevokeRequest(customer_id=op.customer, **f)
+    if op.kind == "promotion":
+        return PromotionTerms(
+            promotion_id=str(f["promotion"]), name="chaos", kind="credit", currency="USD", amount=f["amount"],
+            validity=Validity(expires_after=f["expires_in"]), budget=Budget(amount=f["budget"], pool=POOL),
+            starts_at=now, ends_at=now + timedelta(hours=1),
+        )  # fmt: skip
+    return _Control(action=str(f["action"]), promotion=str(f["promotion"]))
+
+
+class _Control(Model):
+    action: str
+    promotion: str
+
+
+def _hostile(op: Op) -> Outcome:
+    """Hostile input through each way in; every one must be refused at the boundary."""
+    where, value = str(op.fields["where"]), str(op.fields["value"])
+    try:
+        if where == "spec":
+            parse_spec(f"id: {value!r}\nname: x\n")
+        elif where == "audience":
+            list(audience_ids(["customer_id", value]))
+        elif where == "amount":
+            parse_amount(value, "USD")
+        else:
+            ids = {"customer_id": "c", "order_id": "o", "lot_id": "l", where: value}
+            RedeemRequest(customer_id=ids["customer_id"], order_id=ids["order_id"], currency="USD", total=100,
+                          coupon_lot_id=ids["lot_id"])  # fmt: skip
+    except (ValidationError, InvalidInput) as refused:
+        return Outcome(op, "refused", None, rule=type(refused).__name__)
+    return Outcome(op, "done", None, rule="accepted hostile input")
