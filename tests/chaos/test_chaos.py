@@ -1,0 +1,46 @@
+"""The chaos run, short: a few hundred operations with every kind of fault, fixed seeds, 0 violations.
+And the checker can fail: a ledger the model disagrees with is reported."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from chaos import model
+from chaos.__main__ import run
+from chaos.stack import FAULTS
+
+
+@pytest.mark.parametrize("seed", [7])
+async def test_a_short_run_with_every_fault_ends_with_no_violation(seed: int) -> None:
+    args = argparse.Namespace(ops=300, faults=2 * len(FAULTS), seed=seed, concurrency=12, json=None)
+    summary = await run(args)
+    assert summary["violations"] == []
+    faults = Counter(summary["faults"])
+    assert all(faults[kind] >= 2 for kind in FAULTS), faults
+    assert summary["answers"].get("unresolved", 0) == 0
+    assert summary["checked"]["redemptions against the model"] > 20
+    assert summary["refusals"]  # refusals happened, and wrote nothing
+
+
+def test_the_model_follows_the_documented_order_of_use() -> None:
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    customer = model.Customer()
+    customer.grant(model.Lot("late", "credit", "USD", 500, t0, None, t0 + timedelta(days=9)), pending=False)
+    customer.grant(model.Lot("soon", "credit", "USD", 300, t0, None, t0 + timedelta(days=2)), pending=False)
+    customer.grant(model.Lot("never", "credit", "USD", 900, t0, None, None), pending=False)
+    customer.grant(model.Lot("c", "coupon", "USD", 0, t0, None, None, percent_off=20, cap=150, uses=1), pending=False)
+    applied = customer.redeem("o", "USD", 1000, "c", None, t0)
+    assert applied == [("c", "coupon", 150), ("soon", "credit", 300), ("late", "credit", 500), ("never", "credit", 50)]
+    restored, written_off = customer.reverse("o", 400, t0 + timedelta(days=5))
+    assert restored == [("never", 50), ("late", 350)]
+    assert written_off == []
+    restored, written_off = customer.reverse("o", None, t0 + timedelta(days=5))
+    assert restored == [("late", 150), ("soon", 300), ("c", 150)]
+    assert written_off == ["soon"]  # past its expiry: written off again at once
+    assert (customer.lots["c"].uses_left, customer.lots["soon"].status) == (1, "expired")
+    with pytest.raises(model.Refused, match="ReversalExceedsRedeemed"):
+        customer.reverse("o", None, t0)
