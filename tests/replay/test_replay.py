@@ -4,24 +4,17 @@ against the current workflow code: a change that would break running wallets fai
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from workflows import WORKFLOWS
-
-with workflow.unsafe.imports_passed_through():
-    # This module defines a workflow, so the sandbox imports it; the seam reads settings from disk.
-    from incentives.adapters.temporal import DATA_CONVERTER
+from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.replay import replay
 from incentives.domain.models import wallet_id
-from incentives.domain.promotions import PromotionFigures
-from workflows.promotion import PROMOTION_WORKFLOW, PromotionInput, PromotionWorkflow
-from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow
+from tests.replay.altered import PromotionThatSkipsOpening, WalletThatSleepsFirst
+from workflows import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 
@@ -80,16 +73,6 @@ async def test_recorded_history_replays(path: Path) -> None:
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
 
-@workflow.defn(name=WALLET_WORKFLOW)
-class WalletThatSleepsFirst(WalletWorkflow):
-    """The wallet with one change a careless edit could make: a timer before loading its memory."""
-
-    @workflow.run
-    async def run(self, start: WalletInput) -> WalletClosed:
-        await workflow.sleep(timedelta(seconds=1))
-        return await super().run(start)
-
-
 async def test_a_non_deterministic_change_fails_replay_naming_the_event() -> None:
     path = next(path for path in HISTORIES if path.parent.name == "regular_ledger_calls")
     outcome = await replay(path.name, load(path), workflows=[WalletThatSleepsFirst])
@@ -102,21 +85,6 @@ async def test_a_non_deterministic_change_fails_replay_naming_the_event() -> Non
         if "activityTaskScheduledEventAttributes" in event
     )
     assert outcome.diverged_at == f"event {first_activity} (ACTIVITY_TASK_SCHEDULED)"
-
-
-@workflow.defn(name=PROMOTION_WORKFLOW)
-class PromotionThatSkipsOpening(PromotionWorkflow):
-    """The promotion with a careless edit: it no longer records that it is scheduled."""
-
-    @workflow.run
-    async def run(self, start: PromotionInput) -> PromotionFigures:
-        return await super().run(start)
-
-    async def _record_state(self, *, write_report: bool = False) -> PromotionFigures | None:
-        if self._p.state == "scheduled":
-            self._p.recorded = (self._p.state, self._p.ends_at)
-            return None
-        return await super()._record_state(write_report=write_report)
 
 
 async def test_the_promotion_corpus_catches_a_breaking_change() -> None:
