@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -28,6 +29,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from benchmarks import promotion
 from benchmarks.probes import PROBE_SETUP, NoopEntity, ProbeActivities, bare_redeem_transaction
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.logs import configure_logging
@@ -248,4 +250,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["promotion"]:
+        promotion.main(sys.argv[2:])
+    else:
+        asyncio.run(main())
