@@ -356,13 +356,22 @@ async def _commit(
 
 # One statement: the audience entries of the range, each with its ordinal among the customer's
 # lots of this promotion; those within `per_customer`, in audience order, up to `fit`; their lots
-# (a lot id taken already is skipped, never overwritten), ledger rows and events.
+# (a lot id taken already is skipped, never overwritten), ledger rows and events. A customer's
+# earlier lots can only come from an earlier load (a load holds each customer once, and batches
+# never straddle loads), so entries of the first load skip the lookup; later ones probe the
+# deterministic lot ids by primary key, never a scan.
 _GRANT = """
-WITH entries AS (
+WITH later AS (
+    SELECT coalesce(min(first_position), 9223372036854775807) AS first_position
+    FROM promotion_audience_loads WHERE promotion_id = $1 AND load_no > 0
+),
+entries AS (
     SELECT a.position, a.customer_id,
            row_number() OVER (PARTITION BY a.customer_id ORDER BY a.position)
-           + (SELECT count(*) FROM lots l
-              WHERE l.customer_id = a.customer_id AND l.clock_workflow_id = $6) AS ordinal
+           + CASE WHEN a.position < (SELECT first_position FROM later) THEN 0
+                  ELSE (SELECT count(*) FROM generate_series(1, $4::int) k
+                        WHERE EXISTS (SELECT 1 FROM lots WHERE lot_id = promotion_lot_id($1, a.customer_id, k)))
+             END AS ordinal
     FROM promotion_audience a
     WHERE a.promotion_id = $1 AND a.position BETWEEN $2 AND $3
 ),

@@ -64,9 +64,19 @@ async def copy_ceiling(database_url: str, n: int) -> float:
 
 
 async def _copy(conn: asyncpg.Connection, n: int, now: datetime) -> float:
+    """Into logged tables like the real ones (a temporary table would skip the WAL), then dropped."""
+    tables = ("lots", "ledger_entries", "outbox")
+    for table in tables:
+        await conn.execute(f"CREATE TABLE copy_{table} (LIKE {table} INCLUDING ALL)")
+    try:
+        return await _copy_rows(conn, n, now)
+    finally:
+        for table in tables:
+            await conn.execute(f"DROP TABLE copy_{table}")
+
+
+async def _copy_rows(conn: asyncpg.Connection, n: int, now: datetime) -> float:
     async with conn.transaction():
-        for table in ("lots", "ledger_entries", "outbox"):
-            await conn.execute(f"CREATE TEMP TABLE copy_{table} (LIKE {table} INCLUDING ALL) ON COMMIT DROP")
         started = time.perf_counter()
         await conn.copy_records_to_table(
             "copy_lots",
