@@ -17,7 +17,7 @@ A business-rule refusal is raised as a `Rejected` subclass and leaves as a non-r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,11 +57,15 @@ from incentives.domain.errors import (
 from incentives.domain.messages import (
     ExpireOutcome,
     Expiry,
+    FirstCall,
     GrantInput,
+    Loaded,
     LoadWalletInput,
     LotTransition,
+    Operation,
     RedeemInput,
     RedeemOutcome,
+    Result,
     ReverseInput,
     ReverseOutcome,
     RevokeInput,
@@ -95,6 +99,10 @@ class LedgerActivities:
             self.activate_lot,
             self.record_reminder,
             self.load_wallet,
+            self.load_and_grant,
+            self.load_and_redeem,
+            self.load_and_reverse,
+            self.load_and_revoke,
         ]
 
     @asynccontextmanager
@@ -108,42 +116,14 @@ class LedgerActivities:
     @activity.defn(name="grant_lot")
     async def grant_lot(self, grant: GrantInput) -> Lot:
         """Creates the lot, its `grant` ledger row and a `granted` event; the lot id is the key."""
-        request = grant.request
-        log = activity_log(customer_id=request.customer_id, lot_id=request.lot_id, promotion_id=request.promotion_id)
-        async with self._customer_transaction(request.customer_id) as conn:
-            existing = await conn.fetchrow("SELECT * FROM lots WHERE lot_id = $1", request.lot_id)
-            if existing is not None:
-                if existing["grant_digest"] != request.digest():
-                    raise LotConflict(f"lot {request.lot_id} was already granted with a different payload")
-                log.info("grant already applied")
-                return lot_from_row(existing)
-            lot = await _insert_lot(conn, grant)
-        log.info("lot granted", kind=lot.kind, amount=lot.amount, currency=lot.currency, status=lot.status)
-        return lot
+        async with self._customer_transaction(grant.request.customer_id) as conn:
+            return await _grant(conn, grant)
 
     @activity.defn(name="redeem")
     async def redeem(self, redeem: RedeemInput) -> RedeemOutcome:
         """Applies a coupon and credits to an order in one transaction; the order id is the key."""
-        request = redeem.request
-        log = activity_log(customer_id=request.customer_id, order_id=request.order_id)
-        async with self._customer_transaction(request.customer_id) as conn:
-            existing = await conn.fetchrow(
-                "SELECT * FROM redemptions WHERE customer_id = $1 AND order_id = $2",
-                request.customer_id,
-                request.order_id,
-            )
-            if existing is not None:
-                if existing["request_digest"] != request.digest():
-                    raise OrderConflict(
-                        f"order {request.order_id} was already redeemed with a different total, currency, coupon or cap"
-                    )
-                log.info("redemption already applied")
-                redemption = redemption_from_row(existing)
-                return await _redeem_outcome(conn, redemption, await _lots(conn, redemption.applied))
-            redemption, lots = await _apply_redemption(conn, redeem)
-            outcome = await _redeem_outcome(conn, redemption, lots)
-        log.info("order redeemed", discount=redemption.discount, to_pay=redemption.to_pay, currency=request.currency)
-        return outcome
+        async with self._customer_transaction(redeem.request.customer_id) as conn:
+            return await _redeem(conn, redeem)
 
     @activity.defn(name="reverse")
     async def reverse(self, reverse: ReverseInput) -> ReverseOutcome:
@@ -152,63 +132,42 @@ class LedgerActivities:
         Value restored into a lot that has meanwhile expired or been revoked is written off again
         at once, as a `reverse` row followed by an `expire` (or `revoke`) row.
         """
-        request = reverse.request
-        log = activity_log(customer_id=request.customer_id, order_id=request.order_id, reversal_id=request.reversal_id)
-        async with self._customer_transaction(request.customer_id) as conn:
-            existing = await conn.fetchrow(
-                "SELECT * FROM reversals WHERE customer_id = $1 AND reversal_id = $2",
-                request.customer_id,
-                request.reversal_id,
-            )
-            if existing is not None:
-                if existing["request_digest"] != request.digest():
-                    raise ReversalConflict(f"reversal {request.reversal_id} was already used for a different request")
-                log.info("reversal already applied")
-                reversal = Reversal.model_validate(existing["breakdown"])
-            else:
-                reversal = await _apply_reversal(conn, reverse)
-            order = await _order_summary(conn, request.customer_id, request.order_id)
-            lots = await _lots(conn, reversal.restored)
-        if existing is None:
-            log.info("order reversed", amount=reversal.amount, written_off=sum(p.amount for p in reversal.written_off))
-        return ReverseOutcome(reversal=reversal, order=order, lots=lots)
+        async with self._customer_transaction(reverse.request.customer_id) as conn:
+            return await _reverse(conn, reverse)
 
     @activity.defn(name="revoke_lot")
     async def revoke_lot(self, revoke: RevokeInput) -> RevokeOutcome:
         """Removes what is left of a lot, with a reason; revoking twice returns the first result."""
-        request = revoke.request
-        log = activity_log(customer_id=request.customer_id, lot_id=request.lot_id)
-        async with self._customer_transaction(request.customer_id) as conn:
-            row = await lot_for_update(conn, request.customer_id, request.lot_id)
-            if row["status"] == "revoked":
-                outcome = await _existing_revocation(conn, row)
-                if outcome.revocation.reason != request.reason:
-                    raise RevocationConflict(
-                        f"lot {request.lot_id} was already revoked for another reason: {outcome.revocation.reason!r}"
-                    )
-                log.info("revocation already applied")
-                return outcome
-            if row["status"] == "expired":
-                raise LotNotRevocable(f"lot {request.lot_id} has already expired")
-            amount = row["remaining_minor"]
-            row = await fetch_one(
-                conn,
-                "UPDATE lots SET remaining_minor = 0, status = 'revoked' WHERE lot_id = $1 RETURNING *",
-                request.lot_id,
-            )
-            await write_entry(conn, entry_type="revoke", lot=row, amount=-amount, reason=request.reason)
-            revocation = Revocation(
-                lot_id=request.lot_id,
-                currency=row["currency"],
-                amount=amount,
-                reason=request.reason,
-                revoked_at=revoke.as_of,
-            )
-            await publish(
-                conn, "revoked", request.customer_id, revocation.model_dump(mode="json"), lot_id=request.lot_id
-            )
-        log.info("lot revoked", amount=amount, reason=request.reason)
-        return RevokeOutcome(revocation=revocation, lot=lot_from_row(row))
+        async with self._customer_transaction(revoke.request.customer_id) as conn:
+            return await _revoke(conn, revoke)
+
+    # -- the first operation of a run started without memory: the operation, then the load ------
+
+    @activity.defn(name="load_and_grant")
+    async def load_and_grant(self, call: FirstCall[GrantInput]) -> Loaded[Lot]:
+        return await self._first_call(call, _grant)
+
+    @activity.defn(name="load_and_redeem")
+    async def load_and_redeem(self, call: FirstCall[RedeemInput]) -> Loaded[RedeemOutcome]:
+        return await self._first_call(call, _redeem)
+
+    @activity.defn(name="load_and_reverse")
+    async def load_and_reverse(self, call: FirstCall[ReverseInput]) -> Loaded[ReverseOutcome]:
+        return await self._first_call(call, _reverse)
+
+    @activity.defn(name="load_and_revoke")
+    async def load_and_revoke(self, call: FirstCall[RevokeInput]) -> Loaded[RevokeOutcome]:
+        return await self._first_call(call, _revoke)
+
+    async def _first_call(
+        self, call: FirstCall[Operation], operation: Callable[[Connection, Operation], Awaitable[Result]]
+    ) -> Loaded[Result]:
+        """The operation and `load_wallet` in one transaction under the customer's lock: one ledger
+        call where a new or restarted wallet would make two, and a memory that already holds the
+        operation's effect. A refusal rolls back both: nothing written, nothing loaded."""
+        async with self._customer_transaction(call.load.customer_id) as conn:
+            result = await operation(conn, call.operation)
+            return Loaded(result=result, memory=await _memory(conn, call.load))
 
     @activity.defn(name="expire_lot")
     async def expire_lot(self, transition: LotTransition) -> ExpireOutcome:
@@ -280,28 +239,24 @@ class LedgerActivities:
         promotion keeps its own lots' clock; the ledger redeems them whatever the wallet holds)
         and its reversible orders."""
         async with self._pool.acquire() as conn:
-            lots = await conn.fetch(
-                """SELECT * FROM lots WHERE clock_workflow_id = $1 AND status IN ('pending', 'active')
-                   ORDER BY granted_at, lot_id""",
-                wallet_id(load.customer_id),
-            )
-            orders = await conn.fetch(
-                """SELECT order_id FROM redemptions WHERE customer_id = $1 AND redeemed_at >= $2
-                   ORDER BY redeemed_at DESC LIMIT $3""",
-                load.customer_id,
-                load.redeemed_since,
-                load.max_orders,
-            )
-            redemptions = [await _order_summary(conn, load.customer_id, row["order_id"]) for row in reversed(orders)]
-        return WalletMemory(
-            customer_id=load.customer_id,
-            lots=[lot_from_row(row) for row in lots],
-            grant_digests={row["lot_id"]: row["grant_digest"] for row in lots},
-            redemptions=redemptions,
-        )
+            return await _memory(conn, load)
 
 
 # -- grant ----------------------------------------------------------------------------------------
+
+
+async def _grant(conn: Connection, grant: GrantInput) -> Lot:
+    request = grant.request
+    log = activity_log(customer_id=request.customer_id, lot_id=request.lot_id, promotion_id=request.promotion_id)
+    existing = await conn.fetchrow("SELECT * FROM lots WHERE lot_id = $1", request.lot_id)
+    if existing is not None:
+        if existing["grant_digest"] != request.digest():
+            raise LotConflict(f"lot {request.lot_id} was already granted with a different payload")
+        log.info("grant already applied")
+        return lot_from_row(existing)
+    lot = await _insert_lot(conn, grant)
+    log.info("lot granted", kind=lot.kind, amount=lot.amount, currency=lot.currency, status=lot.status)
+    return lot
 
 
 async def _insert_lot(conn: Connection, grant: GrantInput) -> Lot:
@@ -354,6 +309,26 @@ def _insert_sql(table: str, columns: dict[str, object], suffix: str = "") -> str
 
 
 # -- redeem ---------------------------------------------------------------------------------------
+
+
+async def _redeem(conn: Connection, redeem: RedeemInput) -> RedeemOutcome:
+    request = redeem.request
+    log = activity_log(customer_id=request.customer_id, order_id=request.order_id)
+    existing = await conn.fetchrow(
+        "SELECT * FROM redemptions WHERE customer_id = $1 AND order_id = $2", request.customer_id, request.order_id
+    )
+    if existing is not None:
+        if existing["request_digest"] != request.digest():
+            raise OrderConflict(
+                f"order {request.order_id} was already redeemed with a different total, currency, coupon or cap"
+            )
+        log.info("redemption already applied")
+        redemption = redemption_from_row(existing)
+        return await _redeem_outcome(conn, redemption, await _lots(conn, redemption.applied))
+    redemption, lots = await _apply_redemption(conn, redeem)
+    outcome = RedeemOutcome(redemption=redemption, order=_new_order(redemption), lots=lots)
+    log.info("order redeemed", discount=redemption.discount, to_pay=redemption.to_pay, currency=request.currency)
+    return outcome
 
 
 async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Redemption, list[Lot]]:
@@ -415,12 +390,42 @@ async def _insert_redemption(conn: Connection, redemption: Redemption, digest: s
     await conn.execute(_insert_sql("redemptions", columns), *columns.values())
 
 
+def _new_order(redemption: Redemption) -> RedemptionSummary:
+    """The order as this transaction just wrote it (nothing reversed yet), without reading it back."""
+    return RedemptionSummary(
+        order_id=redemption.order_id,
+        currency=redemption.currency,
+        discount=redemption.discount,
+        reversed=0,
+        reversal_ids=[],
+        redeemed_at=redemption.redeemed_at,
+    )
+
+
 async def _redeem_outcome(conn: Connection, redemption: Redemption, lots: list[Lot]) -> RedeemOutcome:
     order = await _order_summary(conn, redemption.customer_id, redemption.order_id)
     return RedeemOutcome(redemption=redemption, order=order, lots=lots)
 
 
 # -- reverse --------------------------------------------------------------------------------------
+
+
+async def _reverse(conn: Connection, reverse: ReverseInput) -> ReverseOutcome:
+    request = reverse.request
+    log = activity_log(customer_id=request.customer_id, order_id=request.order_id, reversal_id=request.reversal_id)
+    existing = await conn.fetchrow(
+        "SELECT * FROM reversals WHERE customer_id = $1 AND reversal_id = $2", request.customer_id, request.reversal_id
+    )
+    if existing is not None:
+        if existing["request_digest"] != request.digest():
+            raise ReversalConflict(f"reversal {request.reversal_id} was already used for a different request")
+        log.info("reversal already applied")
+        reversal = Reversal.model_validate(existing["breakdown"])
+    else:
+        reversal = await _apply_reversal(conn, reverse)
+        log.info("order reversed", amount=reversal.amount, written_off=sum(p.amount for p in reversal.written_off))
+    order = await _order_summary(conn, request.customer_id, request.order_id)
+    return ReverseOutcome(reversal=reversal, order=order, lots=await _lots(conn, reversal.restored))
 
 
 async def _apply_reversal(conn: Connection, reverse: ReverseInput) -> Reversal:
@@ -521,6 +526,33 @@ async def _insert_reversal(conn: Connection, reversal: Reversal, digest: str) ->
 # -- revoke ---------------------------------------------------------------------------------------
 
 
+async def _revoke(conn: Connection, revoke: RevokeInput) -> RevokeOutcome:
+    request = revoke.request
+    log = activity_log(customer_id=request.customer_id, lot_id=request.lot_id)
+    row = await lot_for_update(conn, request.customer_id, request.lot_id)
+    if row["status"] == "revoked":
+        outcome = await _existing_revocation(conn, row)
+        if outcome.revocation.reason != request.reason:
+            raise RevocationConflict(
+                f"lot {request.lot_id} was already revoked for another reason: {outcome.revocation.reason!r}"
+            )
+        log.info("revocation already applied")
+        return outcome
+    if row["status"] == "expired":
+        raise LotNotRevocable(f"lot {request.lot_id} has already expired")
+    amount = row["remaining_minor"]
+    row = await fetch_one(
+        conn, "UPDATE lots SET remaining_minor = 0, status = 'revoked' WHERE lot_id = $1 RETURNING *", request.lot_id
+    )
+    await write_entry(conn, entry_type="revoke", lot=row, amount=-amount, reason=request.reason)
+    revocation = Revocation(
+        lot_id=request.lot_id, currency=row["currency"], amount=amount, reason=request.reason, revoked_at=revoke.as_of
+    )
+    await publish(conn, "revoked", request.customer_id, revocation.model_dump(mode="json"), lot_id=request.lot_id)
+    log.info("lot revoked", amount=amount, reason=request.reason)
+    return RevokeOutcome(revocation=revocation, lot=lot_from_row(row))
+
+
 async def _existing_revocation(conn: Connection, row: Row) -> RevokeOutcome:
     entry = await fetch_one(
         conn,
@@ -539,6 +571,30 @@ async def _existing_revocation(conn: Connection, row: Row) -> RevokeOutcome:
 
 
 # -- reads inside a transaction -------------------------------------------------------------------
+
+
+async def _memory(conn: Connection, load: LoadWalletInput) -> WalletMemory:
+    """What a new wallet run needs from the ledger: the live lots whose clock it keeps (a
+    promotion keeps its own lots' clock; the ledger redeems them whatever the wallet holds) and
+    its reversible orders."""
+    lots = await conn.fetch(
+        """SELECT * FROM lots WHERE clock_workflow_id = $1 AND status IN ('pending', 'active')
+           ORDER BY granted_at, lot_id""",
+        wallet_id(load.customer_id),
+    )
+    orders = await conn.fetch(
+        """SELECT order_id FROM redemptions WHERE customer_id = $1 AND redeemed_at >= $2
+           ORDER BY redeemed_at DESC LIMIT $3""",
+        load.customer_id,
+        load.redeemed_since,
+        load.max_orders,
+    )
+    return WalletMemory(
+        customer_id=load.customer_id,
+        lots=[lot_from_row(row) for row in lots],
+        grant_digests={row["lot_id"]: row["grant_digest"] for row in lots},
+        redemptions=[await _order_summary(conn, load.customer_id, row["order_id"]) for row in reversed(orders)],
+    )
 
 
 async def _order_summary(conn: Connection, customer_id: str, order_id: str) -> RedemptionSummary:

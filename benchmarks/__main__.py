@@ -2,9 +2,10 @@
 
 Starts its own PostgreSQL and Temporal dev server (the embedded stack's settings), measures the
 ceilings (a no-op Update, an Update running one activity or one local activity, a bare redeem-shaped
-Postgres transaction, update-with-start on new ids) and then ours, and prints each of ours as a
-ratio to its ceiling. Absolute figures move up to 2x between runs on a shared machine; the
-ratios, measured together, are the numbers to quote.
+Postgres transaction, update-with-start on new ids) beside ours, alternating between them (see
+`benchmarks/measure.py`), and prints each of ours as a ratio to its ceiling. Absolute figures move
+up to 2x between runs on a shared machine; the ratios are the numbers to quote. Then a checkout
+rush: 400 concurrent redeems on one wallet, every answer checked against the ledger.
 
 Options: `--quick` (fewer iterations, for a smoke run), `--json PATH` (write the figures).
 """
@@ -14,13 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from benchmarks import promotion
+from benchmarks.burst import Burst, checkout_burst
+from benchmarks.measure import Call, Figure, alternating, interleaved
 from benchmarks.probes import PROBE_SETUP, NoopEntity, ProbeActivities, bare_redeem_transaction
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.logs import configure_logging
@@ -38,170 +40,142 @@ from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
-from incentives.domain.errors import Rejected
 from incentives.domain.models import GrantRequest, RedeemRequest
+
+Row = tuple[Figure, Figure | None, str]
+IN_FLIGHT = 50
+BURST = 400
 
 
 @dataclass
-class Figure:
-    name: str
-    count: int
-    seconds: float
-    p50_ms: float | None
-    p99_ms: float | None
-    failures: int = 0
+class Bench:
+    """The servers' clients, the probe workflow, our client, and this run's id prefix."""
 
-    @property
-    def per_second(self) -> float:
-        return self.count / self.seconds if self.seconds else 0.0
+    client: Client
+    pool: Pool
+    entity: WorkflowHandle[Any, Any]
+    probe_queue: str
+    wallets: IncentivesClient
+    run: str
 
+    def redeem(self, customer: str, prefix: str) -> Call:
+        return lambda i: self.wallets.redeem(
+            RedeemRequest(customer_id=customer, order_id=f"{prefix}-{i}", currency="USD", total=100)
+        )
 
-async def sequential(name: str, count: int, call: Callable[[int], Awaitable[object]]) -> Figure:
-    latencies = []
-    started = time.perf_counter()
-    for i in range(count):
-        t0 = time.perf_counter()
-        await call(i)
-        latencies.append(time.perf_counter() - t0)
-    return _figure(name, count, time.perf_counter() - started, latencies)
+    def grant_new(self, prefix: str) -> Call:
+        customer = f"{self.run}-{prefix}"
+        return lambda i: self.wallets.grant(
+            GrantRequest(
+                lot_id=f"{customer}-{i}", customer_id=f"{customer}-{i}", currency="USD", kind="credit", amount=1
+            )
+        )
 
+    def update_with_start_new(self, prefix: str) -> Call:
+        async def call(i: int) -> object:
+            start = WithStartWorkflowOperation(
+                NoopEntity.run,
+                id=f"noop-{self.run}-{prefix}-{i}",
+                task_queue=self.probe_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+            return await self.client.execute_update_with_start_workflow(
+                NoopEntity.noop, "x", start_workflow_operation=start
+            )
 
-async def concurrent(name: str, count: int, in_flight: int, call: Callable[[int], Awaitable[object]]) -> Figure:
-    latencies: list[float] = []
-    failures = 0
-    gate = asyncio.Semaphore(in_flight)
-
-    async def one(i: int) -> None:
-        nonlocal failures
-        async with gate:
-            t0 = time.perf_counter()
-            try:
-                await call(i)
-            except Rejected:
-                pass  # a business answer, not a failure
-            except Exception:
-                failures += 1
-            latencies.append(time.perf_counter() - t0)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return _figure(name, count, time.perf_counter() - started, latencies, failures)
+        return call
 
 
-def _figure(name: str, count: int, seconds: float, latencies: Sequence[float], failures: int = 0) -> Figure:
-    ordered = sorted(latencies)
-    p50 = statistics.median(ordered) * 1000 if ordered else None
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000 if ordered else None
-    return Figure(name, count, seconds, p50, p99, failures)
+async def sequential_rows(bench: Bench, rounds: int, customer: str) -> list[Row]:
+    entity, run = bench.entity, bench.run
+    figures = await interleaved(
+        rounds,
+        {
+            "bare redeem transaction (asyncpg)": lambda i: bare_redeem_transaction(bench.pool, "probe", f"b-{run}-{i}"),
+            "no-op Update, one workflow": lambda i: entity.execute_update(NoopEntity.noop, f"{i}"),
+            "Update + activity (redeem tx)": lambda i: entity.execute_update(NoopEntity.with_activity, f"a-{run}-{i}"),
+            "Update + local activity (redeem tx)": lambda i: entity.execute_update(
+                NoopEntity.with_local_activity, f"l-{run}-{i}"
+            ),
+            "redeem, sequential, one wallet": bench.redeem(customer, f"s-{run}"),
+        },
+    )
+    bare, noop, upd_act, upd_local, ours = figures.values()
+    both = ((noop.p50_ms or 0) + (bare.p50_ms or 0)) / 1000
+    ceiling = Figure("ceiling: no-op Update + bare transaction", latencies=[both])
+    return [
+        (bare, None, ""),
+        (noop, None, ""),
+        (upd_act, None, ""),
+        (upd_local, None, ""),
+        (ours, ceiling, "p50 vs no-op Update + bare tx"),
+        (ours, upd_local, "p50 vs Update + local activity"),
+        (ours, upd_act, "p50 vs Update + activity"),
+    ]
 
 
-async def measure(client: Client, pool: Pool, quick: bool) -> list[tuple[Figure, Figure | None, str]]:
-    n_seq = 40 if quick else 200
-    n_conc = 50 if quick else 200
-    rows: list[tuple[Figure, Figure | None, str]] = []
+async def concurrent_rows(bench: Bench, count: int, customer: str) -> list[Row]:
+    entity, run = bench.entity, bench.run
+    ours_conc, conc_local = await alternating(
+        count,
+        count // 2,
+        IN_FLIGHT,
+        ("redeem, 50 concurrent, one wallet", bench.redeem(customer, f"c-{run}")),
+        (
+            "50 concurrent Updates + local activity, one workflow",
+            lambda i: entity.execute_update(NoopEntity.with_local_activity, f"cl-{run}-{i}"),
+        ),
+    )
+    ours_grant, uws = await alternating(
+        count,
+        count // 2,
+        IN_FLIGHT,
+        ("grant into new wallets, 50 in flight", bench.grant_new("g")),
+        ("update-with-start, new ids, 50 in flight", bench.update_with_start_new("u")),
+    )
+    return [
+        (conc_local, None, ""),
+        (ours_conc, conc_local, "throughput vs 50 Updates + local activity"),
+        (uws, None, ""),
+        (ours_grant, uws, "throughput vs update-with-start, new ids"),
+    ]
+
+
+@asynccontextmanager
+async def bench_stack(client: Client, pool: Pool) -> AsyncIterator[Bench]:
+    """The probe worker and workflow beside our worker, each on its own task queue."""
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"
+    probe_queue = f"{task_queue}-probe"
     async with pool.acquire() as conn:
         await conn.execute(PROBE_SETUP)
         await conn.execute(
             "INSERT INTO probe_lots VALUES ('probe', 1000000000) ON CONFLICT (lot_id) DO UPDATE SET remaining = 1000000000"
         )
     probe_worker = Worker(
-        client,
-        task_queue=f"{task_queue}-probe",
-        workflows=[NoopEntity],
-        activities=[ProbeActivities(pool).probe_redeem],
+        client, task_queue=probe_queue, workflows=[NoopEntity], activities=[ProbeActivities(pool).probe_redeem]
     )
-    wallet_worker = build_worker(client, pool, task_queue)
-    async with probe_worker, wallet_worker:
+    async with probe_worker, build_worker(client, pool, task_queue):
         entity: WorkflowHandle[Any, Any] = await client.start_workflow(
-            NoopEntity.run, id=f"noop-{uuid.uuid4().hex[:8]}", task_queue=f"{task_queue}-probe"
+            NoopEntity.run, id=f"noop-{uuid.uuid4().hex[:8]}", task_queue=probe_queue
         )
-        run = uuid.uuid4().hex[:8]
-
-        # -- ceilings --------------------------------------------------------------------------
-        bare = await sequential(
-            "bare redeem transaction (asyncpg)",
-            n_seq * 2,
-            lambda i: bare_redeem_transaction(pool, "probe", f"bare-{run}-{i}"),
-        )
-        noop = await sequential(
-            "no-op Update, one workflow", n_seq, lambda i: entity.execute_update(NoopEntity.noop, f"{i}")
-        )
-        upd_act = await sequential(
-            "Update + activity (redeem tx)",
-            n_seq,
-            lambda i: entity.execute_update(NoopEntity.with_activity, f"a-{run}-{i}"),
-        )
-        upd_local = await sequential(
-            "Update + local activity (redeem tx)",
-            n_seq,
-            lambda i: entity.execute_update(NoopEntity.with_local_activity, f"l-{run}-{i}"),
-        )
-        conc_act = await concurrent(
-            "50 concurrent Updates + activity, one workflow",
-            n_conc,
-            50,
-            lambda i: entity.execute_update(NoopEntity.with_activity, f"ca-{run}-{i}"),
-        )
-        conc_local = await concurrent(
-            "50 concurrent Updates + local activity, one workflow",
-            n_conc,
-            50,
-            lambda i: entity.execute_update(NoopEntity.with_local_activity, f"cl-{run}-{i}"),
-        )
-
-        async def uws_new(i: int) -> object:
-            start = WithStartWorkflowOperation(
-                NoopEntity.run,
-                id=f"noop-{run}-{i}",
-                task_queue=f"{task_queue}-probe",
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
-            return await client.execute_update_with_start_workflow(NoopEntity.noop, "x", start_workflow_operation=start)
-
-        uws = await concurrent("update-with-start, new ids, 50 in flight", n_conc, 50, uws_new)
-        ceiling_redeem = Figure(
-            "ceiling: no-op Update + bare transaction",
-            noop.count,
-            noop.seconds + bare.seconds / 2,
-            (noop.p50_ms or 0) + (bare.p50_ms or 0),
-            None,
-        )
-        rows += [(bare, None, ""), (noop, None, ""), (upd_act, None, ""), (upd_local, None, "")]
-        rows += [(conc_act, None, ""), (conc_local, None, ""), (uws, None, "")]
-
-        # -- ours --------------------------------------------------------------------------------
         wallets = IncentivesClient(client, pool, task_queue=task_queue)
-        customer = f"bench-{run}"
-        await wallets.grant(
+        yield Bench(client, pool, entity, probe_queue, wallets, uuid.uuid4().hex[:8])
+        await entity.signal(NoopEntity.finish)
+
+
+async def measure(client: Client, pool: Pool, quick: bool) -> tuple[list[Row], Burst]:
+    async with bench_stack(client, pool) as bench:
+        customer = f"bench-{bench.run}"
+        await bench.wallets.grant(
             GrantRequest(lot_id=f"{customer}-big", customer_id=customer, currency="USD", kind="credit", amount=10**12)
         )
-
-        def redeem(prefix: str) -> Callable[[int], Awaitable[object]]:
-            return lambda i: wallets.redeem(
-                RedeemRequest(customer_id=customer, order_id=f"{prefix}-{i}", currency="USD", total=100)
-            )
-
-        ours_seq = await sequential("redeem, sequential, one wallet", n_seq, redeem(f"s-{run}"))
-        rows.append((ours_seq, ceiling_redeem, "p50 vs no-op Update + bare tx"))
-        rows.append((ours_seq, upd_act, "p50 vs Update + activity"))
-        ours_conc = await concurrent("redeem, 50 concurrent, one wallet", n_conc, 50, redeem(f"c-{run}"))
-        rows.append((ours_conc, conc_local, "throughput vs 50 Updates + local activity"))
-
-        async def grant_new(i: int) -> object:
-            return await wallets.grant(
-                GrantRequest(
-                    lot_id=f"g-{run}-{i}", customer_id=f"{customer}-{i}", currency="USD", kind="credit", amount=1000
-                )
-            )
-
-        ours_grant = await concurrent("grant into new wallets, 50 in flight", n_conc, 50, grant_new)
-        rows.append((ours_grant, uws, "throughput vs update-with-start, new ids"))
-        await entity.signal(NoopEntity.finish)
-    return rows
+        rows = await sequential_rows(bench, 40 if quick else 200, customer)
+        rows += await concurrent_rows(bench, 100 if quick else 400, customer)
+        burst = await checkout_burst(bench.wallets, pool, f"rush-{bench.run}", BURST)
+    return rows, burst
 
 
-def report(rows: list[tuple[Figure, Figure | None, str]]) -> str:
+def report(rows: list[Row]) -> str:
     lines = [
         "| what | n | p50 ms | p99 ms | per s | failed | ratio to ceiling |",
         "|---|---|---|---|---|---|---|",
@@ -240,13 +214,17 @@ async def main(argv: Sequence[str] | None = None) -> None:
                 dev_server_extra_args=temporal_dev_server_args(),
             )
             async with env:
-                rows = await measure(env.client, pool, args.quick)
+                rows, burst = await measure(env.client, pool, args.quick)
             await pool.close()
         finally:
             postgres.stop()
     print(report(rows))
+    print(burst.summary())
     if args.json:
-        args.json.write_text(json.dumps([asdict(f) | {"per_second": f.per_second} for f, _, _ in rows], indent=2))
+        figures = [figure.as_json() for figure, _, _ in rows] + [burst.figure.as_json()]
+        args.json.write_text(json.dumps(figures, indent=2))
+    if burst.problems or burst.figure.failures:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ comes from the ledger, after its idempotency lookup. Wallets recorded before thi
 without the patch marker) keep their regular activities with a 30 s deadline:
 `workflow.patched(LOCAL_LEDGER_CALLS)` tells them apart, and old histories replay unchanged.
 
+The first operation of a run started without memory (a new wallet, or one restarted after it
+completed) makes one call, not two: `load_and_*` does the operation and loads the wallet's memory
+in one transaction. Only runs past `workflow.patched(FIRST_CALL_LOADS)` make them, and those also
+have `LOCAL_LEDGER_CALLS`, so they are local activities without a patch of their own.
+
 Calls made by the wallet's own timers are regular activities retried until they succeed:
 expiring a lot must not be lost, and they are not on anyone's checkout path.
 
@@ -39,7 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from incentives.domain.errors import from_failure, to_failure
     from incentives.domain.messages import (
         ExpireOutcome,
+        FirstCall,
         GrantInput,
+        Loaded,
         LoadWalletInput,
         LotTransition,
         RedeemInput,
@@ -63,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 LOCAL_LEDGER_CALLS = "local-ledger-calls"
+FIRST_CALL_LOADS = "first-call-loads"
 # Wallets started before LOCAL_LEDGER_CALLS: their Update calls gave up after this.
 REGULAR_UPDATE_CALL_DEADLINE = timedelta(seconds=30)
 _RETRY = RetryPolicy(
@@ -91,6 +99,15 @@ async def _on_callers_path(
             schedule_to_close_timeout=regular_deadline,
             retry_policy=_RETRY,
         )
+    return await _refusals_as_failures(call)
+
+
+async def _first_call(
+    activity: Callable[[LedgerActivities, FirstCall[Arg]], Awaitable[Loaded[Result]]], arg: FirstCall[Arg]
+) -> Loaded[Result]:
+    call = workflow.execute_local_activity_method(
+        activity, arg, start_to_close_timeout=_START_TO_CLOSE, retry_policy=_RETRY
+    )
     return await _refusals_as_failures(call)
 
 
@@ -128,6 +145,22 @@ async def revoke_lot(arg: RevokeInput) -> RevokeOutcome:
 
 async def load_wallet(arg: LoadWalletInput) -> WalletMemory:
     return await _on_callers_path(LedgerActivities.load_wallet, arg, regular_deadline=None)
+
+
+async def load_and_grant(arg: FirstCall[GrantInput]) -> Loaded[Lot]:
+    return await _first_call(LedgerActivities.load_and_grant, arg)
+
+
+async def load_and_redeem(arg: FirstCall[RedeemInput]) -> Loaded[RedeemOutcome]:
+    return await _first_call(LedgerActivities.load_and_redeem, arg)
+
+
+async def load_and_reverse(arg: FirstCall[ReverseInput]) -> Loaded[ReverseOutcome]:
+    return await _first_call(LedgerActivities.load_and_reverse, arg)
+
+
+async def load_and_revoke(arg: FirstCall[RevokeInput]) -> Loaded[RevokeOutcome]:
+    return await _first_call(LedgerActivities.load_and_revoke, arg)
 
 
 async def activate_lot(arg: LotTransition) -> Lot:

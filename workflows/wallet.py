@@ -2,7 +2,8 @@
 point for every change to that customer's value.
 
 - Operations are Updates (`grant`, `redeem`, `reverse`, `revoke`), serialized by one lock, each
-  doing its one ledger call (a local activity).
+  doing its one ledger call (a local activity). The first operation of a run started without
+  memory (a new wallet, or one restarted after completing) loads the memory in that same call.
 
 The rule: **the ledger decides.** The wallet's memory is a cache that may be older than the
 ledger: a promotion writes lots without waking the wallet, and a local activity's write can
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -43,13 +46,16 @@ with workflow.unsafe.imports_passed_through():
         to_failure,
     )
     from incentives.domain.messages import (
-        DEFAULT_REVERSAL_WINDOW,
+        FirstCall,
         GrantInput,
+        Loaded,
         LoadWalletInput,
         LotTransition,
         RedeemInput,
         ReverseInput,
         RevokeInput,
+        WalletClosed,
+        WalletInput,
         WalletMemory,
     )
     from incentives.domain.models import (
@@ -69,21 +75,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_calls
 
 WALLET_WORKFLOW = "Wallet"
+Arg = TypeVar("Arg", bound=Model)
+Result = TypeVar("Result", bound=Model)
 # Bounds the memory carried across continue-as-new (well under the 2 MB payload limit).
 MAX_REMEMBERED_ORDERS = 1000
-
-
-class WalletInput(Model):
-    customer_id: str
-    reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW
-    memory: WalletMemory | None = None
-
-
-class WalletClosed(Model):
-    """The result of a wallet run that completed (rather than continued-as-new)."""
-
-    customer_id: str
-    closed_at: datetime
 
 
 @workflow.defn(name=WALLET_WORKFLOW)
@@ -96,6 +91,8 @@ class WalletWorkflow:
         self._digests: dict[str, str] = {}
         self._orders: dict[str, RedemptionSummary] = {}
         self._loaded = False
+        # A ledger call is loading the memory (run() itself, or the run's first Update).
+        self._loading = False
         self._lock = asyncio.Lock()
         # The instant the main loop sleeps until; a handler that needs it sooner wakes it.
         self._planned: datetime | None = None
@@ -108,14 +105,7 @@ class WalletWorkflow:
     @workflow.run
     async def run(self, start: WalletInput) -> WalletClosed:
         if not self._loaded:
-            since = workflow.now() - self._window
-            self._restore(
-                await activity_calls.load_wallet(
-                    LoadWalletInput(
-                        customer_id=self._customer_id, redeemed_since=since, max_orders=MAX_REMEMBERED_ORDERS
-                    )
-                )
-            )
+            await self._load()
         while True:
             async with self._lock:
                 await self._apply_due()
@@ -136,6 +126,22 @@ class WalletWorkflow:
                 await workflow.wait_condition(
                     lambda: self._wake or workflow.info().is_continue_as_new_suggested(), timeout=timeout
                 )
+
+    async def _load(self) -> None:
+        """Loads the memory of a run started without it. Since FIRST_CALL_LOADS, the Update that
+        started the run (update-with-start; its handler runs before this) loads it with its own
+        ledger call, and this waits; it loads by itself for a run started without an Update, or
+        when the ledger refused that Update (which loaded nothing)."""
+        if workflow.patched(activity_calls.FIRST_CALL_LOADS):
+            await workflow.wait_condition(lambda: self._loaded or not self._loading)
+            if self._loaded:
+                return
+        self._loading = True
+        self._restore(await activity_calls.load_wallet(self._load_input()))
+
+    def _load_input(self) -> LoadWalletInput:
+        since = workflow.now() - self._window
+        return LoadWalletInput(customer_id=self._customer_id, redeemed_since=since, max_orders=MAX_REMEMBERED_ORDERS)
 
     async def _apply_due(self) -> None:
         now = workflow.now()
@@ -222,8 +228,32 @@ class WalletWorkflow:
         if self._planned is None:
             self._wake = True
 
-    async def _ready(self) -> None:
+    async def _ready(self) -> LoadWalletInput | None:
+        """None once the memory is loaded. The first Update of a run started without memory, while
+        nobody loads it yet, is given the load instead, to make in its own ledger call."""
+        if not self._loaded and not self._loading and workflow.patched(activity_calls.FIRST_CALL_LOADS):
+            self._loading = True
+            return self._load_input()
         await workflow.wait_condition(lambda: self._loaded)
+        return None
+
+    async def _ledger_call(
+        self,
+        call: Callable[[Arg], Awaitable[Result]],
+        first_call: Callable[[FirstCall[Arg]], Awaitable[Loaded[Result]]],
+        arg: Arg,
+        load: LoadWalletInput | None,
+    ) -> Result:
+        """The operation's ledger call; with `load`, the one that also loads the memory."""
+        if load is None:
+            return await call(arg)
+        try:
+            loaded = await first_call(FirstCall(operation=arg, load=load))
+        except BaseException:
+            self._loading = False  # refused: nothing written or loaded; run() loads instead
+            raise
+        self._restore(loaded.memory)
+        return loaded.result
 
     def _check_customer(self, customer_id: str) -> None:
         if customer_id != self._customer_id:
@@ -233,9 +263,10 @@ class WalletWorkflow:
 
     @workflow.update
     async def grant(self, request: GrantRequest) -> Lot:
-        await self._ready()
+        load = await self._ready()
         async with self._lock:
-            lot = await activity_calls.grant_lot(GrantInput(request=request, granted_at=workflow.now()))
+            grant = GrantInput(request=request, granted_at=workflow.now())
+            lot = await self._ledger_call(activity_calls.grant_lot, activity_calls.load_and_grant, grant, load)
             self._digests[lot.lot_id] = request.digest()
             return self._remember(lot)
 
@@ -249,9 +280,10 @@ class WalletWorkflow:
 
     @workflow.update
     async def redeem(self, request: RedeemRequest) -> Redemption:
-        await self._ready()
+        load = await self._ready()
         async with self._lock:
-            outcome = await activity_calls.redeem(RedeemInput(request=request, as_of=workflow.now()))
+            redeem = RedeemInput(request=request, as_of=workflow.now())
+            outcome = await self._ledger_call(activity_calls.redeem, activity_calls.load_and_redeem, redeem, load)
             for lot in outcome.lots:
                 self._remember(lot)
             self._remember_order(outcome.order)
@@ -266,9 +298,10 @@ class WalletWorkflow:
 
     @workflow.update
     async def reverse(self, request: ReverseRequest) -> Reversal:
-        await self._ready()
+        load = await self._ready()
         async with self._lock:
-            outcome = await activity_calls.reverse(ReverseInput(request=request, as_of=workflow.now()))
+            reverse = ReverseInput(request=request, as_of=workflow.now())
+            outcome = await self._ledger_call(activity_calls.reverse, activity_calls.load_and_reverse, reverse, load)
             for lot in outcome.lots:
                 self._remember(lot)
             self._remember_order(outcome.order)
@@ -292,9 +325,10 @@ class WalletWorkflow:
 
     @workflow.update
     async def revoke(self, request: RevokeRequest) -> Revocation:
-        await self._ready()
+        load = await self._ready()
         async with self._lock:
-            outcome = await activity_calls.revoke_lot(RevokeInput(request=request, as_of=workflow.now()))
+            revoke = RevokeInput(request=request, as_of=workflow.now())
+            outcome = await self._ledger_call(activity_calls.revoke_lot, activity_calls.load_and_revoke, revoke, load)
             self._remember(outcome.lot)
             self._wake = True
             return outcome.revocation

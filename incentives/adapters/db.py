@@ -23,11 +23,25 @@ async def _init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
         await conn.set_type_codec(json_type, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _undo_open_transaction(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What a released connection needs before its next user, instead of asyncpg's default reset
+    (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`, one more round trip per ledger
+    call): this code keeps no session state (no SET, LISTEN or cursor; its advisory locks are
+    transaction-scoped, but for the migrations' lock, released in a `finally`)."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> Pool:
     """A pool whose connections speak JSON; `Unavailable` if Postgres cannot be reached."""
     try:
         pool = await asyncpg.create_pool(
-            database_url, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs
+            database_url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_undo_open_transaction,
+            **kwargs,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         raise Unavailable(f"cannot connect to Postgres at {redact(database_url)}: {error}") from error

@@ -13,6 +13,12 @@ RESOURCE_EXHAUSTED (too many updates in flight on one workflow), UNAVAILABLE (th
 the update), NOT_FOUND unless its detail is a missing namespace (the update was aborted because its
 run was closing: continue-as-new or completion), and the failure type
 `AcceptedUpdateCompletedWorkflow`.
+
+Calls on one wallet are also held back here, at most `max_in_flight_per_wallet` sent at once: past
+the server's in-flight limit an Update is not only refused but others are aborted, and the retries
+feed the abort (measured on the dev server, 100 concurrent Updates with a local activity on one
+workflow finish in 1.2 s, 200 in 9 s, 300 not in a minute). Waiting for a turn happens inside the
+caller's deadline, like any retry.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.app import views
 from incentives.domain.errors import OutcomeUnknown, from_failure
-from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
+from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW, WalletInput
 from incentives.domain.models import (
     GrantRequest,
     Lot,
@@ -55,13 +61,16 @@ from incentives.domain.models import (
     wallet_id,
 )
 from incentives.domain.search_attributes import CUSTOMER_ID
-from workflows.wallet import WalletInput, WalletWorkflow
+from workflows.wallet import WalletWorkflow
 
 Result = TypeVar("Result", bound=Model)
 WalletStart = WithStartWorkflowOperation[WalletWorkflow, Any]
 
 # A caller at checkout waits this long by default; past it, the answer is `OutcomeUnknown`.
 DEFAULT_CALL_TIMEOUT = timedelta(seconds=30)
+# Half the per-workflow in-flight Update limit the README asks operators to set (100): room for
+# other client processes, and still more than a wallet runs in one workflow task.
+DEFAULT_MAX_IN_FLIGHT_PER_WALLET = 50
 _CAPACITY_STATUSES = {RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.NOT_FOUND}
 # The server's failure type for an update accepted by a run that then closed before finishing it.
 _CLOSED_UNDER_UPDATE = "AcceptedUpdateCompletedWorkflow"
@@ -109,6 +118,7 @@ class IncentivesClient:
         reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW,
         default_timeout: timedelta = DEFAULT_CALL_TIMEOUT,
         search_attributes: bool = True,
+        max_in_flight_per_wallet: int = DEFAULT_MAX_IN_FLIGHT_PER_WALLET,
     ) -> None:
         self._temporal = temporal
         self._pool = pool
@@ -116,6 +126,7 @@ class IncentivesClient:
         self._reversal_window = reversal_window
         self._default_timeout = default_timeout
         self._search_attributes = search_attributes
+        self._turns = _Turns(max_in_flight_per_wallet)
 
     @property
     def task_queue(self) -> str:
@@ -203,7 +214,7 @@ class IncentivesClient:
         """
         deadline = timeout or self._default_timeout
         try:
-            async with asyncio.timeout(deadline.total_seconds()):
+            async with asyncio.timeout(deadline.total_seconds()), self._turns.take(customer_id):
                 return await self._until_answered(customer_id, call)
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             # The SDK turns the deadline's cancellation of a waiting update into its own error.
@@ -229,6 +240,28 @@ class IncentivesClient:
                 _retrieve_start_error(start)
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 1.0)
+
+
+class _Turns:
+    """At most `size` calls in flight per wallet from this client; the others wait, first come first served."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._gates: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @asynccontextmanager
+    async def take(self, customer_id: str) -> AsyncIterator[None]:
+        gate, holders = self._gates.get(customer_id, (asyncio.Semaphore(self._size), 0))
+        self._gates[customer_id] = (gate, holders + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, holders = self._gates[customer_id]
+            if holders == 1:
+                del self._gates[customer_id]  # no caller left for this wallet: forget it
+            else:
+                self._gates[customer_id] = (gate, holders - 1)
 
 
 def _retrieve_start_error(start: WalletStart) -> None:

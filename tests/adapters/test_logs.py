@@ -53,7 +53,7 @@ async def test_a_business_refusal_is_one_info_line_with_its_type_and_ids(
     assert {key: refusal[key] for key in ("event", "level", "activity", "workflow_id")} == {
         "event": "business refusal",
         "level": "info",
-        "activity": "redeem",
+        "activity": "load_and_redeem",  # a new wallet's first operation loads it in the same call
         "workflow_id": f"wallet:{customer}",
     }
     assert coupon in refusal["reason"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from google.protobuf.any_pb2 import Any
 from temporalio.api.common.v1 import GrpcStatus
@@ -10,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from incentives.app.client import _retryable, update_id
+from incentives.app.client import _retryable, _Turns, update_id
 from incentives.domain.models import RedeemRequest
 
 
@@ -64,3 +66,20 @@ def test_update_ids_are_the_callers_id_plus_a_payload_digest() -> None:
     assert update_id("redeem", "o-1", request) == update_id("redeem", "o-1", same)
     assert update_id("redeem", "o-1", request).startswith("redeem:o-1:")
     assert update_id("redeem", "o-1", request) != update_id("redeem", "o-1", other)
+
+
+async def test_calls_on_one_wallet_take_turns_and_a_wallet_with_no_caller_is_forgotten() -> None:
+    turns = _Turns(3)
+    inside = {"a": 0, "b": 0}
+    most = {"a": 0, "b": 0}
+
+    async def call(customer: str) -> None:
+        async with turns.take(customer):
+            inside[customer] += 1
+            most[customer] = max(most[customer], inside[customer])
+            await asyncio.sleep(0)  # let the others try to get in
+            inside[customer] -= 1
+
+    await asyncio.gather(*(call(customer) for customer in ["a", "b"] * 10))
+    assert most == {"a": 3, "b": 3}
+    assert turns._gates == {}

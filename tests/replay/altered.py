@@ -12,9 +12,10 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from incentives.domain.messages import WalletClosed, WalletInput
     from incentives.domain.promotions import PromotionFigures
     from workflows.promotion import PROMOTION_WORKFLOW, PromotionInput, PromotionWorkflow
-    from workflows.wallet import WALLET_WORKFLOW, WalletClosed, WalletInput, WalletWorkflow
+    from workflows.wallet import WALLET_WORKFLOW, WalletWorkflow
 
 
 @workflow.defn(name=WALLET_WORKFLOW)

@@ -36,7 +36,7 @@ from tests.helpers import eventually
 from tests.helpers.builders import credit
 
 HISTORIES = Path(__file__).parent / "histories"
-HERE = HISTORIES / "local_ledger_calls"
+HERE = HISTORIES / "first_call_loads"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
 PromotionScenario = Callable[[PromotionsClient, str], Awaitable[None]]
 

@@ -3,6 +3,7 @@ against the current workflow code: a change that would break running wallets fai
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def _activities(path: Path) -> list[tuple[str, str | None]]:
     return [(name, outcome.get(event_id)) for event_id, name in scheduled.items()]
 
 
+def _local_activities(path: Path) -> list[str]:
+    """The activity type of each local activity a history recorded, in order."""
+    calls = []
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        if marker and marker["markerName"] == "core_local_activity":
+            data = json.loads(base64.b64decode(marker["details"]["data"]["payloads"][0]["data"]))
+            calls.append(data["activity_type"])
+    return calls
+
+
 def test_histories_cover_every_operation_rejection_timer_and_continue_as_new() -> None:
     calls = [call for path in HISTORIES for call in _activities(path)]
     assert {name for name, _ in calls} >= {
@@ -48,10 +60,14 @@ def test_histories_cover_every_operation_rejection_timer_and_continue_as_new() -
     text = "\n".join(path.read_text() for path in HISTORIES)
     assert "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in text
     assert "WORKFLOW_EXECUTION_COMPLETED" in text
-    # Both generations: regular ledger calls (before the patch) and local ones behind it.
+    # Three generations: regular ledger calls (before the patches), local ones behind
+    # LOCAL_LEDGER_CALLS, and one call for a new run's first operation behind FIRST_CALL_LOADS.
     local = "\n".join(path.read_text() for path in HISTORIES if path.parent.name == "local_ledger_calls")
     assert '"core_patch"' in local
     assert '"core_local_activity"' in local
+    first = [path for path in HISTORIES if path.parent.name == "first_call_loads"]
+    assert {name for path in first for name in _local_activities(path)} >= {"load_and_grant", "redeem"}
+    assert all("load_wallet" not in _local_activities(path) for path in first)
 
 
 def test_promotion_histories_cover_batches_controls_the_clock_and_continue_as_new() -> None:

@@ -12,6 +12,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from activities.ledger import LedgerActivities
+from benchmarks.burst import checkout_burst
 from incentives.adapters.db import Pool
 from incentives.app.client import IncentivesClient
 from incentives.app.worker import build_worker
@@ -116,3 +117,15 @@ class TestThreeKindsOfAnswer:
         assert len(charged) == 143  # 142 orders of 70, then one that takes the last 60
         assert all(isinstance(a, NothingToRedeem) for o, a in answers.items() if o not in charged)
         await assert_ledger_balances(pool, customer)
+
+    async def test_a_rush_of_400_concurrent_redeems_on_one_wallet_is_answered_truly(
+        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    ) -> None:
+        """Four times the server's in-flight Update limit at once (the bench's checkout rush): each
+        call gets a breakdown, a refusal, or OutcomeUnknown that a retry resolves; the ledger agrees."""
+        async with running_wallets(dev_server.client, pool) as wallets:
+            burst = await checkout_burst(wallets, pool, new_id("rush"), 400)
+        assert burst.problems == []
+        assert set(burst.first) <= {"redeemed", "NothingToRedeem", "OutcomeUnknown"}, burst.first
+        assert set(burst.after_retry) <= {"redeemed", "NothingToRedeem"}, burst.after_retry
+        assert burst.first["redeemed"] + burst.after_retry["redeemed"] == 300  # credit for 300 orders of 400
