@@ -15,6 +15,7 @@ import asyncpg
 
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.migrations import migrate
+from incentives.adapters.settings import WORKER_ROLE
 from incentives.devstack.servers import EmbeddedPostgres, EmbeddedTemporal, free_port
 
 FAULTS = (
@@ -70,6 +71,7 @@ class Stack:
                 **os.environ,
                 "TEMPORAL_ADDRESS": self.temporal.address,
                 "DATABASE_URL": self.database_url,
+                "INCENTIVES_WORKER_DATABASE_URL": self.postgres.url(user=WORKER_ROLE),
                 "INCENTIVES_TASK_QUEUE": TASK_QUEUE,
                 "INCENTIVES_HOME": str(self.home),
                 "INCENTIVES_LOG_LEVEL": "WARNING",

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.logs import configure_logging
 from incentives.adapters.migrations import migrate
+from incentives.adapters.settings import WORKER_ROLE
 from incentives.adapters.temporal import DATA_CONVERTER, search_attribute_flags
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
@@ -56,7 +57,16 @@ async def database_url(postgres: EmbeddedPostgres) -> str:
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """The owner's pool: what tests read, stage and plant with."""
     pool = await create_pool(database_url, max_size=20)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def worker_pool(postgres: EmbeddedPostgres, database_url: str) -> AsyncIterator[Pool]:
+    """The worker's pool, under its least-privilege role, as the production worker runs."""
+    pool = await create_pool(postgres.url(TEST_DATABASE, user=WORKER_ROLE), max_size=20)
     yield pool
     await pool.close()
 

@@ -50,10 +50,14 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 1
 
 
 def redact(database_url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password, in the user info or the query (`?password=`), for messages
+    and logs."""
     scheme, sep, rest = database_url.partition("://")
-    if not sep or "@" not in rest:
+    if not sep:
         return database_url
-    credentials, _, location = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}@{location}"
+    if "@" in rest:
+        credentials, _, after = rest.rpartition("@")
+        rest = f"{credentials.split(':', 1)[0]}@{after}"
+    location, _, query = rest.partition("?")
+    kept = [param for param in query.split("&") if param and not param.lower().startswith("password=")]
+    return f"{scheme}://{location}" + (f"?{'&'.join(kept)}" if kept else "")

@@ -4,7 +4,9 @@ Temporal: the standard Temporal client configuration (`TEMPORAL_ADDRESS`, `TEMPO
 `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`, `TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`), under the
 settings' address and namespace (the command's `--address` and `--namespace`); when none names an
 address, the embedded dev server on `INCENTIVES_TEMPORAL_PORT`.
-Postgres: `DATABASE_URL`; when unset, the embedded server under `INCENTIVES_HOME`.
+Postgres: `DATABASE_URL` (the owner: migrations run as it); when unset, the embedded server under
+`INCENTIVES_HOME`. The worker's activities use `INCENTIVES_WORKER_DATABASE_URL`, a least-privilege
+login; when unset, the embedded server's `incentives_worker`, or `DATABASE_URL` on another server.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from temporalio.envconfig import ClientConfigProfile
 
-from incentives.adapters.settings import EMBEDDED_DATABASE, Settings
+from incentives.adapters.settings import EMBEDDED_DATABASE, WORKER_ROLE, Settings
 from incentives.domain.errors import InvalidInput
 
 HINT = "run `incentives dev up` (or `./dev up`), or check TEMPORAL_ADDRESS / DATABASE_URL"
@@ -24,6 +26,7 @@ HINT = "run `incentives dev up` (or `./dev up`), or check TEMPORAL_ADDRESS / DAT
 class Endpoints:
     temporal: dict[str, Any]
     database_url: str
+    worker_database_url: str
     embedded_temporal: bool
     embedded_postgres: bool
 
@@ -36,9 +39,9 @@ class Endpoints:
         return str(self.temporal.get("namespace", "default"))
 
 
-def embedded_database_url(data_dir: str, database: str = EMBEDDED_DATABASE) -> str:
-    """The embedded server listens only on a unix socket in its data directory."""
-    return f"postgresql://postgres@/{database}?host={data_dir}"
+def embedded_database_url(data_dir: str, database: str = EMBEDDED_DATABASE, *, user: str = "postgres") -> str:
+    """The embedded server listens only on a unix socket in its data directory (and trusts it)."""
+    return f"postgresql://{user}@/{database}?host={data_dir}"
 
 
 def endpoints(settings: Settings) -> Endpoints:
@@ -53,5 +56,10 @@ def endpoints(settings: Settings) -> Endpoints:
     temporal_is_embedded = "target_host" not in config
     if temporal_is_embedded:
         config["target_host"] = settings.embedded_temporal_address
-    database_url = settings.database_url or embedded_database_url(str(settings.postgres_dir))
-    return Endpoints(config, database_url, temporal_is_embedded, settings.database_url is None)
+    if settings.database_url is None:
+        database_url = embedded_database_url(str(settings.postgres_dir))
+        worker_url = settings.worker_database_url or embedded_database_url(str(settings.postgres_dir), user=WORKER_ROLE)
+    else:
+        database_url = settings.database_url
+        worker_url = settings.worker_database_url or database_url
+    return Endpoints(config, database_url, worker_url, temporal_is_embedded, settings.database_url is None)

@@ -97,15 +97,27 @@ async def _apply(conn: Connection, migrations: list[Migration]) -> list[Migratio
 
 
 async def connect_database(settings: Settings, *, max_size: int | None = None) -> Pool:
-    """The one way a process opens the database: a pool at the current schema."""
-    where = endpoints(settings)
-    try:
-        pool = await create_pool(where.database_url, max_size=max_size or settings.db_pool_max)
-    except Unavailable as error:
-        raise Unavailable(f"cannot reach Postgres at {redact(where.database_url)}; {HINT}") from error
+    """The one way a process opens the database: a pool at the current schema, as the owner."""
+    url = endpoints(settings).database_url
+    pool = await _open(url, max_size or settings.db_pool_max)
     try:
         await migrate(pool)
     except BaseException:
         await pool.close()
         raise
     return pool
+
+
+async def connect_worker_database(settings: Settings, *, max_size: int | None = None) -> Pool:
+    """The worker's pool: the schema brought current as the owner, then the worker's own login
+    (`WORKER_ROLE`, granted by the migrations only what the activities write)."""
+    owner = await connect_database(settings, max_size=1)
+    await owner.close()
+    return await _open(endpoints(settings).worker_database_url, max_size or settings.db_pool_max)
+
+
+async def _open(url: str, max_size: int) -> Pool:
+    try:
+        return await create_pool(url, max_size=max_size)
+    except Unavailable as error:
+        raise Unavailable(f"cannot reach Postgres at {redact(url)}; {HINT}") from error

@@ -24,6 +24,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = PROJECT_ROOT / ".incentives"
 EMBEDDED_HOST = "127.0.0.1"
 EMBEDDED_DATABASE = "incentives"
+# Created and granted by migrations/0004_worker_role.sql: what the worker's activities may write.
+WORKER_ROLE = "incentives_worker"
 DEFAULT_MAX_CACHED_WORKFLOWS = 5000
 
 _ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})")
@@ -66,6 +68,13 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "INCENTIVES_DATABASE_URL"),
         description="Postgres to use; unset means the embedded one under `home`.",
+    )
+    worker_database_url: Annotated[str, AfterValidator(_database_url)] | None = Field(
+        default=None,
+        description=(
+            f"The worker's Postgres login, as {WORKER_ROLE} or a role granted it; unset means "
+            f"{WORKER_ROLE} on the embedded Postgres, or DATABASE_URL's (owner) role on another."
+        ),
     )
     home: Path = Field(default=DEFAULT_HOME, description="State of the embedded stack, and the command's log.")
     task_queue: str = "incentives"

@@ -20,9 +20,10 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from incentives.adapters.db import Pool
+from incentives.adapters.endpoints import endpoints
 from incentives.adapters.logs import configure_logging, get_logger
-from incentives.adapters.migrations import connect_database
-from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, Settings
+from incentives.adapters.migrations import connect_worker_database
+from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, WORKER_ROLE, Settings
 from incentives.adapters.temporal import connect_temporal
 from workflows import WORKFLOWS
 
@@ -54,7 +55,12 @@ async def run_worker(settings: Settings) -> None:
     configure_logging(settings.log_level)
     log = get_logger("incentives.worker", task_queue=settings.task_queue)
     client = await connect_temporal(settings)
-    pool = await connect_database(settings)
+    pool = await connect_worker_database(settings)
+    if endpoints(settings).worker_database_url == endpoints(settings).database_url:
+        log.warning(
+            "the worker writes as the database owner: set INCENTIVES_WORKER_DATABASE_URL to a login "
+            f"granted {WORKER_ROLE} (see the README)"
+        )
     try:
         worker = build_worker(
             client, pool, settings.task_queue, WorkerOptions(max_cached_workflows=settings.max_cached_workflows)

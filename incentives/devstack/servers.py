@@ -103,8 +103,8 @@ class EmbeddedPostgres:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
-    def url(self, database: str = EMBEDDED_DATABASE) -> str:
-        return embedded_database_url(str(self.data_dir), database)
+    def url(self, database: str = EMBEDDED_DATABASE, *, user: str = "postgres") -> str:
+        return embedded_database_url(str(self.data_dir), database, user=user)
 
     def pid(self) -> int | None:
         """The postmaster's pid if it is running, from its own `postmaster.pid`."""

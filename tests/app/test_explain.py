@@ -13,10 +13,10 @@ from tests.helpers.builders import NewId, credit, order
 
 
 async def test_each_lots_movements_and_the_wallets_memory_against_the_ledger(
-    dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
 ) -> None:
     customer, soon, later = new_id("c"), new_id("soon"), new_id("later")
-    async with running_stack(dev_server.client, pool) as stack:
+    async with running_stack(dev_server.client, worker_pool, pool) as stack:
         await stack.wallets.grant(credit(soon, customer, 500, expires_in_days=5))
         await stack.wallets.grant(credit(later, customer, 1000, expires_in_days=50))
         await stack.wallets.redeem(order(customer, "o-1", 800))

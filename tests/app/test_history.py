@@ -20,10 +20,10 @@ from tests.workflows.test_promotion_integration import status_of
 
 
 async def test_a_customers_timeline_interleaves_wallet_events_and_promotion_rows(
-    dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+    dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
 ) -> None:
     customer, lot_id, promotion_id = new_id("c"), new_id("lot"), new_id("p")
-    async with running_stack(dev_server.client, pool) as stack:
+    async with running_stack(dev_server.client, worker_pool, pool) as stack:
         await stack.promotions.start(promotion(promotion_id, datetime.now(UTC), amount=300), [customer])
 
         async def granted() -> None:

@@ -30,12 +30,12 @@ class Books:
 
 
 @pytest.fixture
-async def books(dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId) -> Books:
+async def books(dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId) -> Books:
     """A customer with two credits, an order redeemed across them and partly reversed; a credit
     promotion on a pool, granted to the customer and two others."""
     customer, big, small, order_id = new_id("c"), new_id("big"), new_id("small"), new_id("o")
     promotion_id, pool_id = new_id("p"), new_id("pool")
-    async with running_stack(dev_server.client, pool) as stack:
+    async with running_stack(dev_server.client, worker_pool, pool) as stack:
         await stack.wallets.grant(credit(big, customer, 1000, expires_in_days=30))
         await stack.wallets.grant(credit(small, customer, 500, expires_in_days=10))
         await stack.wallets.redeem(order(customer, order_id, 1200))

@@ -63,11 +63,12 @@ class Cli:
 async def cli(
     dev_server: WorkflowEnvironment,
     pool: Pool,
+    worker_pool: Pool,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> AsyncIterator[Cli]:
-    async with running_wallets(dev_server.client, pool) as wallets:
+    async with running_wallets(dev_server.client, worker_pool) as wallets:
         monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server.client.service_client.config.target_host)
         monkeypatch.setenv("DATABASE_URL", database_url)
         monkeypatch.setenv("INCENTIVES_TASK_QUEUE", wallets.task_queue)

@@ -111,3 +111,51 @@ class TestProcessExit:
         result = _incentives("wallet", "c", env=env)
         assert result.returncode == 3
         assert result.stderr.count("\n") == 1
+
+
+DB_SECRET, WORKER_SECRET, API_KEY = "db-pw-5f1e9c", "worker-pw-77ad02", "temporal-key-c0ffee"
+
+
+def _secrets_in(result: subprocess.CompletedProcess[str], home: Path) -> list[str]:
+    """Every secret found in the command's output or anywhere under its home (its log)."""
+    texts = [result.stdout, result.stderr, *(p.read_text(errors="replace") for p in home.rglob("*") if p.is_file())]
+    return [secret for secret in (DB_SECRET, WORKER_SECRET, API_KEY) if any(secret in text for text in texts)]
+
+
+class TestSecrets:
+    @pytest.mark.parametrize(
+        "database_url",
+        [
+            f"postgresql://owner:{DB_SECRET}@127.0.0.1:1/incentives",
+            f"postgresql://owner@127.0.0.1:1/incentives?password={DB_SECRET}&sslmode=disable",
+        ],
+        ids=["in-userinfo", "in-query"],
+    )
+    @pytest.mark.parametrize("argv", [("wallet", "c"), ("worker",), ("reconcile",)], ids=lambda a: a[0])
+    def test_a_database_password_is_in_no_message_and_no_log(
+        self, dev_server: WorkflowEnvironment, tmp_path: Path, database_url: str, argv: tuple[str, ...]
+    ) -> None:
+        env = os.environ | {
+            "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+            "DATABASE_URL": database_url,
+            "INCENTIVES_WORKER_DATABASE_URL": f"postgresql://worker:{WORKER_SECRET}@127.0.0.1:1/incentives",
+            "INCENTIVES_HOME": str(tmp_path),
+            "INCENTIVES_LOG_LEVEL": "DEBUG",
+        }
+        result = _incentives(*argv, env=env)
+        assert result.returncode == 3, result.stderr
+        assert "127.0.0.1:1" in result.stderr  # the message still says where
+        assert _secrets_in(result, tmp_path) == []
+
+    def test_a_temporal_api_key_is_in_no_message_and_no_log(self, tmp_path: Path) -> None:
+        env = os.environ | {
+            "TEMPORAL_ADDRESS": "127.0.0.1:1",
+            "TEMPORAL_API_KEY": API_KEY,
+            "DATABASE_URL": f"postgresql://owner:{DB_SECRET}@127.0.0.1:1/incentives",
+            "INCENTIVES_HOME": str(tmp_path),
+            "INCENTIVES_LOG_LEVEL": "DEBUG",
+        }
+        for argv in (grant("c", "l", "--credit", "1"), ("worker",), ("promotion", "list")):
+            result = _incentives(*argv, env=env)
+            assert result.returncode == 3, result.stderr
+            assert _secrets_in(result, tmp_path) == []

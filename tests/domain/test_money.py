@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,6 +65,25 @@ class TestParseAmount:
     )
     def test_format_then_parse_is_the_identity(self, currency: str, minor: int) -> None:
         assert parse_amount(format_amount(minor, currency), currency) == minor
+
+    @given(
+        text=st.one_of(
+            st.text(max_size=30),
+            st.from_regex(r"-?[0-9\s٠-٩]{0,12}([.,][0-9٠-٩]{0,5})?([eE][+-]?[0-9]{1,3})?", fullmatch=True),
+        ),
+        currency=st.sampled_from(["USD", "JPY", "KWD"]),
+    )
+    def test_any_text_is_an_exact_amount_or_invalid_never_a_rounding(self, text: str, currency: str) -> None:
+        """What is accepted is a plain decimal whose value is exactly the minor units returned:
+        no sign, exponent, separator, space or non-ASCII digit gets through, nothing is rounded."""
+        try:
+            minor = parse_amount(text, currency)
+        except InvalidAmount:
+            return
+        assert text.isascii()
+        assert text.replace(".", "", 1).isdigit()
+        assert Decimal(text).scaleb(exponent(currency)) == minor > 0
+        assert Decimal(format_amount(minor, currency)) == Decimal(text)
 
 
 class TestFormat:

@@ -24,16 +24,17 @@ T = TypeVar("T")
 @asynccontextmanager
 async def running_wallets(
     temporal: Client,
-    pool: Pool,
+    worker_pool: Pool,
     *,
     reversal_window: timedelta = DEFAULT_REVERSAL_WINDOW,
     options: WorkerOptions | None = None,
 ) -> AsyncIterator[IncentivesClient]:
-    """A worker on its own task queue for the duration of the block, and a client that uses it."""
+    """A worker on its own task queue for the duration of the block, as the worker's database role,
+    and a client that uses it (the client only reads the database)."""
     task_queue = f"test-{uuid.uuid4().hex[:12]}"
-    worker = build_worker(temporal, pool, task_queue, options)
+    worker = build_worker(temporal, worker_pool, task_queue, options)
     async with worker:
-        yield IncentivesClient(temporal, pool, task_queue=task_queue, reversal_window=reversal_window)
+        yield IncentivesClient(temporal, worker_pool, task_queue=task_queue, reversal_window=reversal_window)
 
 
 class Stack(NamedTuple):
@@ -43,14 +44,20 @@ class Stack(NamedTuple):
 
 @asynccontextmanager
 async def running_stack(
-    temporal: Client, pool: Pool, *, batch_size: int = 100, options: WorkerOptions | None = None
+    temporal: Client,
+    worker_pool: Pool,
+    owner_pool: Pool,
+    *,
+    batch_size: int = 100,
+    options: WorkerOptions | None = None,
 ) -> AsyncIterator[Stack]:
-    """A worker on its own task queue, with a wallets client and a promotions client on it."""
+    """A worker on its own task queue, as the worker's database role, with a wallets client and a
+    promotions client on it; the promotions client stages audiences as the owner, as the CLI does."""
     task_queue = f"test-{uuid.uuid4().hex[:12]}"
-    async with build_worker(temporal, pool, task_queue, options):
+    async with build_worker(temporal, worker_pool, task_queue, options):
         yield Stack(
-            IncentivesClient(temporal, pool, task_queue=task_queue),
-            PromotionsClient(temporal, pool, task_queue=task_queue, batch_size=batch_size),
+            IncentivesClient(temporal, worker_pool, task_queue=task_queue),
+            PromotionsClient(temporal, owner_pool, task_queue=task_queue, batch_size=batch_size),
         )
 
 

@@ -26,20 +26,20 @@ from workflows.wallet import WalletWorkflow
 
 class TestFirstCall:
     async def test_a_grant_into_a_new_wallet_is_one_ledger_call(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(dev_server.client, pool) as wallets:
+        async with running_wallets(dev_server.client, worker_pool) as wallets:
             lot = await wallets.grant(credit(lot_id, customer, 1000))
             handle = dev_server.client.get_workflow_handle(wallet_id(customer))
             assert await handle.query(WalletWorkflow.lots) == [lot]
         assert await ledger_calls(dev_server.client, customer) == ["load_and_grant"]
 
     async def test_concurrent_grants_into_a_new_wallet_load_it_once(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lots = new_id("c"), [new_id("lot") for _ in range(10)]
-        async with running_wallets(dev_server.client, pool) as wallets:
+        async with running_wallets(dev_server.client, worker_pool) as wallets:
             granted = await asyncio.gather(*(wallets.grant(credit(lot_id, customer, 100)) for lot_id in lots))
             handle = dev_server.client.get_workflow_handle(wallet_id(customer))
             assert {lot.lot_id for lot in await handle.query(WalletWorkflow.lots)} == set(lots)
@@ -50,12 +50,12 @@ class TestFirstCall:
         assert len(calls) == len(lots)
 
     async def test_a_restarted_wallet_redeems_what_the_ledger_holds_in_one_call(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         """The wallet completed; a lot was then written straight into the ledger (as a bulk grant
         does); the next redeem restarts the wallet and is answered from the ledger in one call."""
         customer, first, direct = new_id("c"), new_id("lot"), new_id("direct")
-        async with running_wallets(dev_server.client, pool, reversal_window=timedelta(seconds=1)) as wallets:
+        async with running_wallets(dev_server.client, worker_pool, reversal_window=timedelta(seconds=1)) as wallets:
             await wallets.grant(credit(first, customer, 300))
             await wallets.redeem(order(customer, new_id("o"), 300))
             handle = dev_server.client.get_workflow_handle(wallet_id(customer))
@@ -74,10 +74,10 @@ class TestFirstCall:
         assert await remaining(pool, direct) == (200, "active")
 
     async def test_a_refused_first_call_loads_nothing_and_the_run_loads_by_itself(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(dev_server.client, pool) as wallets:
+        async with running_wallets(dev_server.client, worker_pool) as wallets:
             with pytest.raises(NothingToRedeem):
                 await wallets.redeem(order(customer, new_id("o"), 500))
             handle = dev_server.client.get_workflow_handle(wallet_id(customer))

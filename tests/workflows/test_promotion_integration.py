@@ -48,10 +48,10 @@ async def grant_totals(pool: Pool, promotion_id: str) -> tuple[int, int, int]:
 
 class TestGranting:
     async def test_every_customer_is_granted_once_as_ledger_rows_and_no_wallet_starts(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 1000)
-        async with running_stack(dev_server.client, pool, batch_size=150) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=150) as stack:
             terms = promotion(promotion_id, datetime.now(UTC), amount=1000)
             started = await stack.promotions.start(terms, audience + audience[:10])
             assert started.started
@@ -77,10 +77,10 @@ class TestGranting:
             assert again.run_id == started.run_id
 
     async def test_a_promotion_lot_is_redeemable_through_the_wallet_at_once(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 3)
-        async with running_stack(dev_server.client, pool) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool) as stack:
             await stack.promotions.start(promotion(promotion_id, datetime.now(UTC), amount=1000), audience)
 
             async def granted() -> None:
@@ -93,10 +93,10 @@ class TestGranting:
             assert (await status_of(stack, promotion_id)).redeemed == 1000
 
     async def test_other_terms_under_the_same_id_are_refused_before_anything_is_staged(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 3)
-        async with running_stack(dev_server.client, pool) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool) as stack:
             now = datetime.now(UTC)
             await stack.promotions.start(promotion(promotion_id, now, amount=1000), audience)
 
@@ -110,10 +110,10 @@ class TestGranting:
 
 class TestBudget:
     async def test_a_batch_that_meets_the_budget_grants_as_many_as_fit_in_audience_order(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 500)
-        async with running_stack(dev_server.client, pool, batch_size=200) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=200) as stack:
             terms = promotion(promotion_id, datetime.now(UTC), amount=1000, budget=317 * 1000 + 999)
             await stack.promotions.start(terms, audience)
 
@@ -139,10 +139,10 @@ class TestBudget:
 
 class TestControls:
     async def test_cancel_mid_grant_with_revoke_closes_the_promotion_with_its_final_report(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 300)
-        async with running_stack(dev_server.client, pool, batch_size=1) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=1) as stack:
             await stack.promotions.start(promotion(promotion_id, datetime.now(UTC), amount=500), audience)
 
             async def granting() -> None:
@@ -176,10 +176,10 @@ class TestControls:
 
 class TestPromotionLotsInWallets:
     async def test_a_promotion_lot_redeemed_through_a_running_wallet_then_reversed_after_it_expired(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, customer, order_id = new_id("p"), new_id("c"), new_id("o")
-        async with running_stack(dev_server.client, pool) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool) as stack:
             await stack.wallets.grant(credit(new_id("lot"), customer, 500, expires_in_days=30))  # the wallet runs
             validity = Validity(expires_after=timedelta(seconds=4))
             await stack.promotions.start(
@@ -209,11 +209,11 @@ class TestPromotionLotsInWallets:
 
 class TestPool:
     async def test_two_promotions_racing_on_one_pool_never_exceed_its_cap(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         pool_terms = PoolTerms(pool_id=new_id("pool"), amount=50 * 1000)
         first, second = new_id("p"), new_id("p")
-        async with running_stack(dev_server.client, pool, batch_size=5) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=5) as stack:
             now = datetime.now(UTC)
             await asyncio.gather(
                 stack.promotions.start(promotion(first, now, amount=1000, pool=pool_terms), customers(new_id, 40)),
@@ -242,11 +242,11 @@ class TestPool:
 
 class TestCouponBudget:
     async def test_a_coupon_over_its_promotions_budget_is_refused_at_checkout_and_a_reversal_gives_it_back(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 3)
         terms = CouponTerms(percent_off=20, cap=1500)
-        async with running_stack(dev_server.client, pool) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool) as stack:
             await stack.promotions.start(
                 promotion(promotion_id, datetime.now(UTC), amount=None, coupon_terms=terms, budget=2500), audience
             )
@@ -272,11 +272,11 @@ class TestCouponBudget:
 
 class TestAudience:
     async def test_per_customer_limit_and_an_audience_added_while_granting(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         once, twice = new_id("p"), new_id("p")
         audience = customers(new_id, 300)
-        async with running_stack(dev_server.client, pool, batch_size=20) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=20) as stack:
             now = datetime.now(UTC)
             await stack.promotions.start(promotion(once, now), audience)
             await stack.promotions.start(promotion(twice, now, per_customer=2), audience)
@@ -303,10 +303,10 @@ class TestAudience:
 
 class TestPauseAndCancel:
     async def test_pause_stops_granting_until_resumed_and_cancel_leaves_lots_to_live_out_their_validity(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 400)
-        async with running_stack(dev_server.client, pool, batch_size=1) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=1) as stack:
             await stack.promotions.start(promotion(promotion_id, datetime.now(UTC)), audience)
 
             async def granting() -> None:
@@ -340,10 +340,10 @@ class TestPauseAndCancel:
 
 class TestScaleAndCrashes:
     async def test_twenty_thousand_customers_with_exact_ledger_totals(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 20_000)
-        async with running_stack(dev_server.client, pool, batch_size=5_000) as stack:
+        async with running_stack(dev_server.client, worker_pool, pool, batch_size=5_000) as stack:
             await stack.promotions.start(promotion(promotion_id, datetime.now(UTC), amount=1234), audience)
 
             async def done() -> PromotionStatus:

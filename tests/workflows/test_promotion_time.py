@@ -24,12 +24,12 @@ async def outbox_counts(pool: Pool, promotion_id: str) -> dict[str, int]:
 
 class TestPromotionClock:
     async def test_from_start_to_close_the_timers_remind_expire_and_the_report_matches_the_ledger(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         promotion_id, audience = new_id("p"), customers(new_id, 30)
         start = (await time_skipping.get_current_time()).astimezone(UTC) + DAY
         validity = Validity(effective_after=DAY, expires_after=15 * DAY, remind_before=2 * DAY)
-        async with running_stack(time_skipping.client, pool, batch_size=7) as stack:
+        async with running_stack(time_skipping.client, worker_pool, pool, batch_size=7) as stack:
             await stack.promotions.start(
                 promotion(promotion_id, start, amount=1000, validity=validity, lasts=20 * DAY), audience
             )

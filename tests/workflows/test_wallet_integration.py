@@ -29,10 +29,10 @@ from tests.helpers.ledger import assert_ledger_balances, ledger_rows, remaining
 
 class TestExactlyOnce:
     async def test_grants_redeems_and_reversals_write_exact_rows(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, a, b, order_id = new_id("c"), new_id("a"), new_id("b"), new_id("o")
-        async with running_wallets(dev_server.client, pool) as wallets:
+        async with running_wallets(dev_server.client, worker_pool) as wallets:
             await wallets.grant(credit(a, customer, 1500, expires_in_days=10))
             await wallets.grant(credit(b, customer, 2000, expires_in_days=20))
             redemption = await wallets.redeem(order(customer, order_id, 2500))
@@ -59,10 +59,10 @@ class TestExactlyOnce:
         await assert_ledger_balances(pool, customer)
 
     async def test_the_same_grant_sent_many_times_at_once_writes_one_lot(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(dev_server.client, pool) as wallets:
+        async with running_wallets(dev_server.client, worker_pool) as wallets:
             lots = await asyncio.gather(*(wallets.grant(credit(lot_id, customer, 1000)) for _ in range(10)))
             assert len({lot.model_dump_json() for lot in lots}) == 1
             with pytest.raises(LotConflict):
@@ -70,11 +70,11 @@ class TestExactlyOnce:
         assert await ledger_rows(pool, customer) == [("grant", lot_id, 1000, None)]
 
     async def test_fifty_concurrent_redeems_on_one_wallet_never_overspend(
-        self, dev_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer = new_id("c")
         lots = [new_id("lot") for _ in range(3)]
-        async with running_wallets(dev_server.client, pool) as wallets:
+        async with running_wallets(dev_server.client, worker_pool) as wallets:
             for i, lot_id in enumerate(lots):
                 await wallets.grant(credit(lot_id, customer, 1000, expires_in_days=5 + i))
             orders = [new_id("o") for _ in range(50)]
@@ -108,13 +108,13 @@ class TestExactlyOnce:
 
 class TestDefaultServerLimits:
     async def test_fifty_concurrent_redeems_with_ten_updates_in_flight_are_each_answered_truly(
-        self, default_limits_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, default_limits_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         """Past the server's in-flight limit, updates are refused or aborted and retried. Every
         order must still end either charged and answered with its breakdown, or rejected and not
         charged: never charged and told otherwise."""
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(default_limits_server.client, pool) as wallets:
+        async with running_wallets(default_limits_server.client, worker_pool) as wallets:
             await wallets.grant(credit(lot_id, customer, 3000))
             orders = [new_id("o") for _ in range(50)]
             results = await asyncio.gather(
@@ -215,11 +215,11 @@ class TestCrashes:
 
 class TestContinueAsNew:
     async def test_updates_in_flight_across_continue_as_new_are_neither_lost_nor_doubled(
-        self, short_history_server: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, short_history_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer = new_id("c")
         lots = [new_id("lot") for _ in range(8)]
-        async with running_wallets(short_history_server.client, pool) as wallets:
+        async with running_wallets(short_history_server.client, worker_pool) as wallets:
             for lot_id in lots[:2]:
                 await wallets.grant(credit(lot_id, customer, 1000, expires_in_days=30))
             first_run = (await short_history_server.client.get_workflow_handle(wallet_id(customer)).describe()).run_id

@@ -29,10 +29,10 @@ async def now(env: WorkflowEnvironment) -> datetime:
 
 class TestTime:
     async def test_a_pending_lot_gives_nothing_until_it_becomes_active(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(time_skipping.client, pool) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool) as wallets:
             start = await now(time_skipping)
             lot = await wallets.grant(credit(lot_id, customer, 1000, effective_at=start + 2 * DAY))
             assert lot.status == "pending"
@@ -49,10 +49,10 @@ class TestTime:
             assert await events(pool, customer) == ["granted", "activated", "redeemed"]
 
     async def test_one_reminder_before_expiry_then_exactly_what_is_left_expires(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(time_skipping.client, pool) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool) as wallets:
             await wallets.grant(credit(lot_id, customer, 1000, expires_in_days=14, remind_before=3 * DAY))
             await wallets.redeem(order(customer, new_id("o"), 333))
             await time_skipping.sleep(11 * DAY + timedelta(minutes=1))
@@ -76,10 +76,10 @@ class TestTime:
             await assert_ledger_balances(pool, customer)
 
     async def test_value_reversed_into_a_lot_that_expired_meanwhile_expires_again(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id, order_id = new_id("c"), new_id("lot"), new_id("o")
-        async with running_wallets(time_skipping.client, pool) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool) as wallets:
             await wallets.grant(credit(lot_id, customer, 1000, expires_in_days=7))
             await wallets.redeem(order(customer, order_id, 600))
             await time_skipping.sleep(8 * DAY)
@@ -104,10 +104,10 @@ class TestTime:
             await assert_ledger_balances(pool, customer)
 
     async def test_an_idle_wallet_completes_and_a_later_call_reloads_it_from_the_ledger(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, short, order_id = new_id("c"), new_id("short"), new_id("o")
-        async with running_wallets(time_skipping.client, pool, reversal_window=10 * DAY) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool, reversal_window=10 * DAY) as wallets:
             await wallets.grant(credit(short, customer, 1000, expires_in_days=2))
             await wallets.redeem(order(customer, order_id, 400))
             handle = time_skipping.client.get_workflow_handle(wallet_id(customer))
@@ -129,11 +129,11 @@ class TestTime:
 
 class TestRulesThroughTheWallet:
     async def test_credits_go_soonest_expiry_first_across_three_lots(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer = new_id("c")
         late, never, soon = new_id("late"), new_id("never"), new_id("soon")
-        async with running_wallets(time_skipping.client, pool) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool) as wallets:
             await wallets.grant(credit(late, customer, 1000, expires_in_days=30))
             await wallets.grant(credit(never, customer, 1000))
             await wallets.grant(credit(soon, customer, 1000, expires_in_days=5))
@@ -143,10 +143,10 @@ class TestRulesThroughTheWallet:
             assert await handle.query(WalletWorkflow.balances) == {"USD": 800}
 
     async def test_coupon_arithmetic_minimum_and_uses(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, percent, fixed = new_id("c"), new_id("pct"), new_id("fix")
-        async with running_wallets(time_skipping.client, pool) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool) as wallets:
             await wallets.grant(coupon(percent, customer, CouponTerms(percent_off=20, cap=1500, uses=2)))
             await wallets.grant(coupon(fixed, customer, CouponTerms(amount_off=500, min_order=3000)))
             first = await wallets.redeem(order(customer, new_id("o"), 5000, coupon_lot_id=percent))
@@ -168,10 +168,10 @@ class TestRulesThroughTheWallet:
             ]
 
     async def test_revoke_removes_what_is_left_and_it_gives_nothing_after(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
-        async with running_wallets(time_skipping.client, pool) as wallets:
+        async with running_wallets(time_skipping.client, worker_pool) as wallets:
             await wallets.grant(credit(lot_id, customer, 1000, expires_in_days=30))
             await wallets.redeem(order(customer, new_id("o"), 250))
             revocation = await wallets.revoke(RevokeRequest(customer_id=customer, lot_id=lot_id, reason="support #7"))
