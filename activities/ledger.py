@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from temporalio import activity
@@ -334,6 +335,7 @@ async def _redeem(conn: Connection, redeem: RedeemInput) -> RedeemOutcome:
 async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Redemption, list[Lot]]:
     """Allocates on the rows locked here (the truth), takes each part, records the redemption."""
     request = redeem.request
+    await _activate_due(conn, request.customer_id, redeem.as_of)
     coupon = None
     if request.coupon_lot_id is not None:
         coupon_row = await conn.fetchrow("SELECT * FROM lots WHERE lot_id = $1 FOR UPDATE", request.coupon_lot_id)
@@ -368,6 +370,21 @@ async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Rede
     await _insert_redemption(conn, redemption, request.digest())
     await publish(conn, "redeemed", request.customer_id, redemption.model_dump(mode="json"), order_id=request.order_id)
     return redemption, lots
+
+
+async def _activate_due(conn: Connection, customer_id: str, as_of: datetime) -> None:
+    """A lot is redeemable from its effective time, not from when its clock's timer fires: a timer
+    fires late while a worker or the server is down. So a redeem first applies every activation of
+    the customer's that is due, with its event, under the customer's lock; the clock, when it
+    fires, finds the lot active and does nothing (its transition is idempotent by status)."""
+    rows = await conn.fetch(
+        "UPDATE lots SET status = 'active' WHERE customer_id = $1 AND status = 'pending' AND effective_at <= $2 "
+        "RETURNING *",
+        customer_id,
+        as_of,
+    )
+    for lot in map(lot_from_row, rows):
+        await publish(conn, "activated", lot.customer_id, lot.model_dump(mode="json"), lot_id=lot.lot_id)
 
 
 async def _insert_redemption(conn: Connection, redemption: Redemption, digest: str) -> None:

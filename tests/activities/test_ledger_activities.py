@@ -162,6 +162,19 @@ class TestRedeem:
         assert (await rejected(ledger.redeem(redeem_at(customer, order, 800)))).type == "OrderConflict"
         assert await counts(pool) == before
 
+    async def test_a_due_lot_whose_clock_has_not_fired_is_redeemable_and_activated_once(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        """A late timer (a worker or the server down at the effective time) costs the customer nothing."""
+        customer, lot_id = new_id("c"), new_id("lot")
+        await ledger.grant_lot(at(credit(lot_id, customer, 500, effective_at=T0 + timedelta(days=1))))
+        redemption = await ledger.redeem(redeem_at(customer, new_id("o"), 200, as_of_days=1))
+        assert [(p.lot_id, p.amount) for p in redemption.redemption.applied] == [(lot_id, 200)]
+        assert await remaining(pool, lot_id) == (300, "active")
+        due = LotTransition(customer_id=customer, lot_id=lot_id, as_of=T0 + timedelta(days=1, seconds=5))
+        assert (await ledger.activate_lot(due)).status == "active"  # the late timer: nothing to do
+        assert await events(pool, customer) == ["granted", "activated", "redeemed"]
+
     async def test_pending_expired_and_foreign_currency_credits_give_nothing(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
     ) -> None:
