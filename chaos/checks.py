@@ -66,9 +66,16 @@ async def check(pool: Pool, outcomes: list[Outcome], terms: dict[str, PromotionT
 async def _snapshot(pool: Pool) -> Snapshot:
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         lots = {row["lot_id"]: row for row in await conn.fetch("SELECT * FROM lots")}
-        ledger = list(await conn.fetch("SELECT * FROM ledger_entries ORDER BY entry_id"))
+        ledger = list(
+            await conn.fetch(
+                "SELECT *, pg_xact_commit_timestamp(xmin) AS committed_at FROM ledger_entries ORDER BY entry_id"
+            )
+        )
         activations = list(
-            await conn.fetch("SELECT lot_id, created_at FROM outbox WHERE event_type = 'activated' ORDER BY event_id")
+            await conn.fetch(
+                """SELECT lot_id, created_at, pg_xact_commit_timestamp(xmin) AS committed_at
+                   FROM outbox WHERE event_type = 'activated' ORDER BY event_id"""
+            )
         )
         redemptions = {(r["customer_id"], r["order_id"]): r for r in await conn.fetch("SELECT * FROM redemptions")}
         reversals = {(r["customer_id"], r["reversal_id"]): r for r in await conn.fetch("SELECT * FROM reversals")}
@@ -160,7 +167,10 @@ def _model_agrees(
 
 
 def _steps(snapshot: Snapshot) -> list[tuple[datetime, str, Row]]:
-    """Each operation once, in commit order: its first ledger row; activations by their time."""
+    """Each operation once, in commit order (its transaction's commit timestamp, then its first
+    row's time within the transaction): what each transaction saw is what committed before it.
+    Insertion order is not commit order: a promotion's batch inserts a customer's lot, a redeem of
+    theirs commits, then the batch commits."""
     steps: list[tuple[datetime, str, Row]] = []
     seen: set[tuple[str, str, str]] = set()
     for row in snapshot.ledger:
@@ -169,7 +179,7 @@ def _steps(snapshot: Snapshot) -> list[tuple[datetime, str, Row]]:
             seen.add(key)
             steps.append((row["created_at"], key[0], row))
     steps += [(row["created_at"], "activate", row) for row in snapshot.activations]
-    return sorted(steps, key=lambda step: step[0])
+    return sorted(steps, key=lambda step: (step[2]["committed_at"], step[0]))
 
 
 def _operation(row: Row) -> tuple[str, str, str]:
