@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from chaos import model
@@ -166,12 +166,14 @@ def _model_agrees(
             verdict.fail(f"lot {lot_id}: ledger {ours}, model {theirs}")
 
 
-def _steps(snapshot: Snapshot) -> list[tuple[datetime, str, Row]]:
-    """Each operation once, in commit order (its transaction's commit timestamp, then its first
-    row's time within the transaction): what each transaction saw is what committed before it.
-    Insertion order is not commit order: a promotion's batch inserts a customer's lot, a redeem of
-    theirs commits, then the batch commits."""
-    steps: list[tuple[datetime, str, Row]] = []
+Step = tuple[datetime, str, Row]
+
+
+def _steps(snapshot: Snapshot) -> list[Step]:
+    """Each operation once, in the order its transaction took effect: its commit timestamp, then
+    its first row's time within the transaction. (Insertion order is not that order: a promotion's
+    batch inserts a customer's lot, a redeem of theirs commits, then the batch commits.)"""
+    steps: list[Step] = []
     seen: set[tuple[str, str, str]] = set()
     for row in snapshot.ledger:
         key = _operation(row)
@@ -179,7 +181,32 @@ def _steps(snapshot: Snapshot) -> list[tuple[datetime, str, Row]]:
             seen.add(key)
             steps.append((row["created_at"], key[0], row))
     steps += [(row["created_at"], "activate", row) for row in snapshot.activations]
-    return sorted(steps, key=lambda step: (step[2]["committed_at"], step[0]))
+    order = {id(step): (step[2]["committed_at"], step[0]) for step in steps}
+    _place_grants_a_redeem_did_not_see(snapshot, steps, order)
+    return sorted(steps, key=lambda step: order[id(step)])
+
+
+def _place_grants_a_redeem_did_not_see(
+    snapshot: Snapshot, steps: list[Step], order: dict[int, tuple[datetime, datetime]]
+) -> None:
+    """A promotion grant takes no customer lock, so a redeem of the same customer that began before
+    the grant committed and committed after it may or may not have read the lot (its rows are read
+    mid-transaction). If the redeem did not use the lot, it did not need it or did not see it:
+    either way the grant takes effect after the redeem; if it used it, before, by commit order."""
+    redeems = defaultdict(list)
+    for step in steps:
+        if step[1] == "redeem":
+            stored = snapshot.redemptions[(step[2]["customer_id"], step[2]["order_id"])]
+            used = {part["lot_id"] for part in stored["breakdown"]}
+            redeems[step[2]["customer_id"]].append((stored["created_at"], step, used))
+    for step in steps:
+        row = step[2]
+        if step[1] != "grant" or not snapshot.lots[row["lot_id"]]["clock_workflow_id"].startswith("promotion:"):
+            continue  # a grant through a wallet holds the customer's lock: commit order is the order
+        for began, redeem, used in redeems[row["customer_id"]]:
+            committed = redeem[2]["committed_at"]
+            if began < row["committed_at"] < committed and row["lot_id"] not in used:
+                order[id(step)] = max(order[id(step)], (committed, redeem[0] + timedelta(microseconds=1)))
 
 
 def _operation(row: Row) -> tuple[str, str, str]:
