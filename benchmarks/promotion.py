@@ -35,8 +35,7 @@ from incentives.app.reconcile import reconcile
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.models import GrantRequest
-from incentives.domain.promotions import Budget, PromotionTerms, Validity, promotion_workflow_id
-from workflows.promotion import BATCH_SIZE
+from incentives.domain.promotions import BATCH_SIZE, Budget, PromotionTerms, Validity, promotion_workflow_id
 
 WALLET_SAMPLE = 200
 _ACTIONS = {

@@ -23,22 +23,22 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from incentives.domain.errors import PromotionConflict, to_failure
-    from incentives.domain.models import Instant, Model
     from incentives.domain.promotions import (
         AudienceLoad,
         BatchOutcome,
+        CancelRequest,
         ClockInput,
         Extend,
         GrantBatchInput,
         OpenPromotion,
         PromotionFigures,
+        PromotionInput,
+        PromotionProgress,
         PromotionState,
-        PromotionTerms,
         RevokeOutstanding,
         StateChange,
     )
@@ -46,52 +46,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_calls
 
 PROMOTION_WORKFLOW = "Promotion"
-BATCH_SIZE = 5_000
-# Continue-as-new well before Temporal's own limits, so a run's history stays readable.
-MAX_HISTORY_EVENTS = 1_500
 _LIVE: tuple[PromotionState, ...] = ("scheduled", "granting", "paused", "active")
-
-
-class PromotionProgress(BaseModel):
-    """What the promotion knows about itself: carried across continue-as-new, answered by queries.
-    The workflow's own mutable state (every other model is frozen)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    promotion_id: str
-    state: PromotionState = "scheduled"
-    resume_to: PromotionState | None = Field(default=None, description="the state a pause interrupted")
-    ends_at: Instant
-    loads: list[AudienceLoad]
-    waves: dict[int, Instant] = Field(default_factory=dict, description="load number -> when its granting began")
-    next_position: int = 1
-    processed: int = 0
-    granted: int = 0
-    committed: int = 0
-    skipped: dict[str, int] = Field(default_factory=dict)
-    holding: int = Field(default=0, description="lots granted and still pending or active, as last counted")
-    next_due: Instant | None = None
-    opened: bool = False
-    recorded: tuple[PromotionState, datetime] | None = Field(
-        default=None, description="the state and end last written to Postgres"
-    )
-    revoke_outstanding: bool = False
-
-    @property
-    def audience(self) -> int:
-        return sum(load.size for load in self.loads)
-
-
-class PromotionInput(Model):
-    terms: PromotionTerms
-    audience: AudienceLoad
-    batch_size: int = Field(default=BATCH_SIZE, ge=1)
-    history_limit: int = Field(default=MAX_HISTORY_EVENTS, ge=20, description="events before continue-as-new")
-    progress: PromotionProgress | None = None
-
-
-class CancelRequest(Model):
-    revoke_outstanding: bool = False
 
 
 @workflow.defn(name=PROMOTION_WORKFLOW)

@@ -38,22 +38,20 @@ from incentives.app.client import DEFAULT_CALL_TIMEOUT
 from incentives.domain.errors import InvalidCombination, OutcomeUnknown, PromotionConflict, UnknownLot, from_failure
 from incentives.domain.models import Model
 from incentives.domain.promotions import (
+    BATCH_SIZE,
+    MAX_HISTORY_EVENTS,
     AudienceLoad,
+    CancelRequest,
     Extend,
     PromotionFigures,
+    PromotionInput,
+    PromotionProgress,
     PromotionStatus,
     PromotionTerms,
     promotion_workflow_id,
 )
 from incentives.domain.search_attributes import INCENTIVE_STATE, PROMOTION_ID
-from workflows.promotion import (
-    BATCH_SIZE,
-    MAX_HISTORY_EVENTS,
-    CancelRequest,
-    PromotionInput,
-    PromotionProgress,
-    PromotionWorkflow,
-)
+from workflows.promotion import PromotionWorkflow
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from temporalio.worker import Replayer
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.history import runs
 from incentives.domain.errors import InvalidInput
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 # Events a workflow task's commands produce: where new code and an old history can disagree.
 _COMMAND_EVENTS = {

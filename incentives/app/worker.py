@@ -25,7 +25,7 @@ from incentives.adapters.logs import configure_logging, get_logger
 from incentives.adapters.migrations import connect_worker_database
 from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, WORKER_ROLE, Settings
 from incentives.adapters.temporal import connect_temporal
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 

@@ -18,9 +18,8 @@ from incentives.cli import flags, promotion_render
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK
 from incentives.domain.models import Model
-from incentives.domain.promotions import check_promotion_id
+from incentives.domain.promotions import PromotionProgress, check_promotion_id
 from incentives.domain.timeparse import parse_instant
-from workflows.promotion import PromotionProgress
 
 JSON_HELP = "print the result as JSON: amounts are integers in minor units beside a `currency` field"
 TIMEOUT_HELP = (

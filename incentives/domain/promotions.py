@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, Strict, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
 
 from incentives.domain.errors import InvalidCombination, InvalidId
 from incentives.domain.inputs import check_id, shown
@@ -26,6 +26,11 @@ from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits
 PROMOTION_ID_MAX_LENGTH = 64
 _PROMOTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 MAX_PER_CUSTOMER = 100
+
+# A promotion workflow's batch and history sizes (its input carries them, for tests to shrink).
+BATCH_SIZE = 5_000
+# Continue-as-new well before Temporal's own limits, so a run's history stays readable.
+MAX_HISTORY_EVENTS = 1_500
 
 PromotionState = Literal["scheduled", "granting", "paused", "active", "ended", "cancelled", "closed"]
 # Why an audience entry got no lot.
@@ -261,3 +266,50 @@ class RevokeOutstanding(Model):
     promotion_id: PromotionId
     as_of: Instant
     reason: str
+
+
+# -- the promotion workflow's input and state: defined here, not in the workflow module, because
+# the workflow sandbox re-imports workflow modules for every run and building pydantic models is
+# most of what a run's start costs; domain modules are imported once and passed through.
+
+
+class PromotionProgress(BaseModel):
+    """What the promotion knows about itself: carried across continue-as-new, answered by queries.
+    The workflow's own mutable state (every other model is frozen)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    promotion_id: str
+    state: PromotionState = "scheduled"
+    resume_to: PromotionState | None = Field(default=None, description="the state a pause interrupted")
+    ends_at: Instant
+    loads: list[AudienceLoad]
+    waves: dict[int, Instant] = Field(default_factory=dict, description="load number -> when its granting began")
+    next_position: int = 1
+    processed: int = 0
+    granted: int = 0
+    committed: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)
+    holding: int = Field(default=0, description="lots granted and still pending or active, as last counted")
+    next_due: Instant | None = None
+    opened: bool = False
+    recorded: tuple[PromotionState, datetime] | None = Field(
+        default=None, description="the state and end last written to Postgres"
+    )
+    revoke_outstanding: bool = False
+
+    @property
+    def audience(self) -> int:
+        return sum(load.size for load in self.loads)
+
+
+class PromotionInput(Model):
+    terms: PromotionTerms
+    audience: AudienceLoad
+    batch_size: int = Field(default=BATCH_SIZE, ge=1)
+    history_limit: int = Field(default=MAX_HISTORY_EVENTS, ge=20, description="events before continue-as-new")
+    progress: PromotionProgress | None = None
+
+
+class CancelRequest(Model):
+    revoke_outstanding: bool = False

@@ -14,7 +14,7 @@ from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.devstack.servers import TEMPORAL_BIN
 from tests.cli.conftest import Cli, grant
 from tests.helpers.builders import NewId
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 
 async def test_history_prints_the_timeline_and_its_json_replays(cli: Cli, new_id: NewId, tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from incentives.domain.messages import WalletClosed, WalletInput
-    from incentives.domain.promotions import PromotionFigures
-    from workflows.promotion import PROMOTION_WORKFLOW, PromotionInput, PromotionWorkflow
+    from incentives.domain.promotions import PromotionFigures, PromotionInput
+    from workflows.promotion import PROMOTION_WORKFLOW, PromotionWorkflow
     from workflows.wallet import WALLET_WORKFLOW, WalletWorkflow
 
 

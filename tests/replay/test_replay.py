@@ -15,7 +15,7 @@ from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.replay import replay
 from incentives.domain.models import wallet_id
 from tests.replay.altered import PromotionThatSkipsOpening, WalletThatSleepsFirst
-from workflows import WORKFLOWS
+from workflows.registry import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
 
