@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -21,6 +23,7 @@ from incentives.adapters.db import Pool
 from incentives.adapters.failures import infrastructure_failure
 from incentives.app.client import IncentivesClient
 from incentives.app.promotions import PromotionsClient
+from incentives.app.spec_files import audience, read_spec
 from incentives.domain.errors import InvalidInput, OutcomeUnknown, Rejected, Unavailable
 from incentives.domain.models import (
     CouponTerms,
@@ -31,7 +34,6 @@ from incentives.domain.models import (
     RevokeRequest,
 )
 from incentives.domain.money import parse_amount
-from incentives.domain.promotion_spec import audience_ids, parse_spec
 from incentives.domain.promotions import Budget, PoolTerms, PromotionTerms, Validity
 
 Status = Literal["done", "rejected", "refused", "unresolved"]
@@ -97,7 +99,7 @@ class Driver:
 
     async def _send(self, op: Op) -> Outcome:
         if op.kind == "hostile":
-            return _hostile(op)
+            return refuse_hostile(op, self.stack.home / "hostile")
         try:
             request = self._request(op)
         except (ValidationError, InvalidInput) as refused:
@@ -227,20 +229,59 @@ class _Control(Model):
     promotion: str
 
 
-def _hostile(op: Op) -> Outcome:
-    """Hostile input through each way in; every one must be refused at the boundary."""
+# A valid spec: a hostile value put in one of its fields must be what makes it refused.
+BASE_SPEC: dict[str, Any] = {
+    "id": "chaos-hostile", "name": "hostile", "kind": "credit", "value": {"amount": "1.00"}, "currency": "USD",
+    "validity": {"expires_after": "1d"}, "budget": {"amount": "10.00"}, "audience": {"customers": ["c1"]},
+    "schedule": {"starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-02T00:00:00Z"},
+}  # fmt: skip
+
+
+def refuse_hostile(op: Op, scratch: Path) -> Outcome:
+    """Hostile input through each way in, as a caller or a product team would send it (a model, an
+    amount, a spec file, an audience inline or in a CSV file); every one must be refused before
+    anything is written."""
     where, value = str(op.fields["where"]), str(op.fields["value"])
-    try:
-        if where == "spec":
-            parse_spec(f"id: {value!r}\nname: x\n")
-        elif where == "audience":
-            list(audience_ids(["customer_id", value]))
-        elif where == "amount":
-            parse_amount(value, "USD")
+    attempts: list[Callable[[], object]] = []
+    if where == "spec":
+        attempts.append(lambda: read_spec_files(scratch / f"{op.index}-spec", {**BASE_SPEC, "id": value}))
+    elif where == "audience":
+        inline = {**BASE_SPEC, "audience": {"customers": [value]}}
+        attempts.append(lambda: read_spec_files(scratch / f"{op.index}-inline", inline))
+        if "\n" not in value and "\r" not in value:  # in a CSV, a line break separates two ids
+            attempts.append(
+                lambda: read_spec_files(scratch / f"{op.index}-csv", BASE_SPEC, csv=f"customer_id\n{value}\n")
+            )
+    elif where == "amount":
+        attempts.append(lambda: parse_amount(value, "USD"))
+    else:
+        ids = {"customer_id": "c", "order_id": "o", "lot_id": "l", where: value}
+        attempts.append(
+            lambda: RedeemRequest(
+                customer_id=ids["customer_id"],
+                order_id=ids["order_id"],
+                currency="USD",
+                total=100,
+                coupon_lot_id=ids["lot_id"],
+            )
+        )
+    refusals = []
+    for attempt in attempts:
+        try:
+            attempt()
+        except (ValidationError, InvalidInput) as refused:
+            refusals.append(type(refused).__name__)
         else:
-            ids = {"customer_id": "c", "order_id": "o", "lot_id": "l", where: value}
-            RedeemRequest(customer_id=ids["customer_id"], order_id=ids["order_id"], currency="USD", total=100,
-                          coupon_lot_id=ids["lot_id"])  # fmt: skip
-    except (ValidationError, InvalidInput) as refused:
-        return Outcome(op, "refused", None, rule=type(refused).__name__)
-    return Outcome(op, "done", None, rule="accepted hostile input")
+            return Outcome(op, "done", None, rule="accepted hostile input")
+    return Outcome(op, "refused", None, rule=refusals[0])
+
+
+def read_spec_files(directory: Path, spec: dict[str, Any], csv: str | None = None) -> list[str]:
+    """The spec (and its audience) as `incentives promotion check` reads them from files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if csv is not None:
+        (directory / "audience.csv").write_text(csv, encoding="utf-8")
+        spec = {**spec, "audience": {"file": "audience.csv"}}
+    path = directory / "spec.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return list(audience(read_spec(path), path))
