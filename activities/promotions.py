@@ -7,8 +7,9 @@ Guarantees, for every activity here:
   recorded outcome; lot ids are deterministic (`promotion_lot_id` in SQL), so nothing can grant
   twice. Clock transitions select only lots still due (pending, unreminded, live), so a repeated
   tick finds nothing left to do.
-- Guarded in Postgres: the promotion's row and its pool's are locked for the batch, and CHECK
-  constraints refuse committing past a budget, a pool cap or `max_grants` even to a stale caller.
+- Guarded in Postgres: a batch counts its grants under the promotion's row lock (near a limit it
+  takes the lock, and its pool's, before granting), and CHECK constraints refuse committing past
+  a budget, a pool cap or `max_grants` even to a stale caller.
 - Bounded: a clock transition works in chunks of `CHUNK` lots, each its own transaction, so
   expiring a million lots never holds a million row locks at once.
 """
@@ -27,6 +28,7 @@ from incentives.adapters.db import Connection, Pool
 from incentives.adapters.rows import Row
 from incentives.domain.errors import AudienceNotStaged, PoolConflict, PromotionConflict
 from incentives.domain.promotions import (
+    BATCHES_IN_FLIGHT,
     BatchOutcome,
     ClockInput,
     ClockOutcome,
@@ -83,18 +85,11 @@ class PromotionActivities:
     async def _grant_batch(self, batch: GrantBatchInput) -> BatchOutcome:
         log = activity_log(promotion_id=batch.promotion_id, first_position=batch.first_position)
         async with self._pool.acquire() as conn, conn.transaction():
-            promotion = await fetch_one(
-                conn, "SELECT * FROM promotions WHERE promotion_id = $1 FOR UPDATE", batch.promotion_id
-            )
-            recorded = await conn.fetchval(
-                "SELECT outcome FROM promotion_batches WHERE promotion_id = $1 AND first_position = $2",
-                batch.promotion_id,
-                batch.first_position,
-            )
+            recorded = await _recorded(conn, batch)
             if recorded is not None:
                 log.info("batch already granted")
-                return BatchOutcome.model_validate(recorded)
-            outcome = await _grant(conn, promotion, batch)
+                return recorded
+            outcome = await _grant(conn, batch)
         log.info("batch granted", granted=outcome.granted, skipped=outcome.skipped, committed=outcome.committed)
         return outcome
 
@@ -238,10 +233,32 @@ async def _insert_promotion(conn: Connection, terms: PromotionTerms) -> None:
 # -- grant ----------------------------------------------------------------------------------------
 
 
-async def _grant(conn: Connection, promotion: Row, batch: GrantBatchInput) -> BatchOutcome:
+async def _recorded(conn: Connection, batch: GrantBatchInput) -> BatchOutcome | None:
+    """The batch's outcome if it committed already. Two attempts of one batch racing both find
+    none; the later one then waits on the earlier one's lot ids and fails on the batch's primary
+    key (or as a deadlock victim), and its retry finds the earlier one's outcome here."""
+    recorded = await conn.fetchval(
+        "SELECT outcome FROM promotion_batches WHERE promotion_id = $1 AND first_position = $2",
+        batch.promotion_id,
+        batch.first_position,
+    )
+    return None if recorded is None else BatchOutcome.model_validate(recorded)
+
+
+async def _grant(conn: Connection, batch: GrantBatchInput) -> BatchOutcome:
+    """Far from every limit (room for `BATCHES_IN_FLIGHT` whole batches), the batch writes its rows
+    first and locks the promotion only to count them, so the batches in flight write at once; the
+    CHECKs still refuse any overrun (another promotion on the pool), and the retry takes the other
+    way. Near a limit, it locks the promotion and its pool first and grants what fits, in audience
+    order."""
+    promotion = await fetch_one(conn, "SELECT * FROM promotions WHERE promotion_id = $1", batch.promotion_id)
     terms = PromotionTerms.model_validate(promotion["terms"])
-    fit, bound = await _room(conn, promotion, terms)
+    fit, bound = await _room(conn, promotion, terms, lock=False)
+    if fit < BATCHES_IN_FLIGHT * (batch.last_position - batch.first_position + 1):
+        promotion = await _lock(conn, batch.promotion_id)
+        fit, bound = await _room(conn, promotion, terms, lock=True)
     counts = await fetch_one(conn, _GRANT, *_grant_args(terms, batch, fit))
+    promotion = await _lock(conn, batch.promotion_id)
     granted = counts["granted"]
     skipped: dict[SkipReason, int] = {
         "per_customer": counts["entries"] - counts["eligible"],
@@ -258,8 +275,13 @@ async def _grant(conn: Connection, promotion: Row, batch: GrantBatchInput) -> Ba
     return outcome
 
 
-async def _room(conn: Connection, promotion: Row, terms: PromotionTerms) -> tuple[int, SkipReason]:
-    """How many more lots the promotion may grant, and which limit says so."""
+async def _lock(conn: Connection, promotion_id: str) -> Row:
+    return await fetch_one(conn, "SELECT * FROM promotions WHERE promotion_id = $1 FOR UPDATE", promotion_id)
+
+
+async def _room(conn: Connection, promotion: Row, terms: PromotionTerms, *, lock: bool) -> tuple[int, SkipReason]:
+    """How many more lots the promotion may grant, and which limit says so; with `lock`, the
+    pool's row stays locked to the end of the transaction."""
     room: list[tuple[int, SkipReason]] = []
     if terms.budget.max_grants is not None:
         room.append((terms.budget.max_grants - promotion["granted_count"], "max_grants"))
@@ -268,7 +290,8 @@ async def _room(conn: Connection, promotion: Row, terms: PromotionTerms) -> tupl
         if promotion["pool_id"] is not None:
             pool = await fetch_one(
                 conn,
-                "SELECT cap_minor - committed_minor AS left_minor FROM promotion_pools WHERE pool_id = $1 FOR UPDATE",
+                "SELECT cap_minor - committed_minor AS left_minor FROM promotion_pools WHERE pool_id = $1"
+                + (" FOR UPDATE" if lock else ""),
                 promotion["pool_id"],
             )
             room.append((pool["left_minor"] // terms.grant_cost, "budget"))
@@ -493,36 +516,50 @@ FROM lots WHERE clock_workflow_id = $1 AND status IN ('pending', 'active')
 # -- report ---------------------------------------------------------------------------------------
 
 
+# What became of a promotion's lots, summed from its ledger rows other than grants: an index range
+# (`ledger_by_promotion`) that is empty while a promotion grants, so a status is cheap to poll.
+_MOVEMENTS = """
+SELECT coalesce(-sum(amount_minor) FILTER (WHERE entry_type = 'redeem'), 0) AS redeemed,
+       coalesce(sum(amount_minor) FILTER (WHERE entry_type = 'reverse'), 0) AS reversed,
+       coalesce(-sum(amount_minor) FILTER (WHERE entry_type = 'expire'), 0) AS expired,
+       coalesce(-sum(amount_minor) FILTER (WHERE entry_type = 'revoke'), 0) AS revoked
+FROM ledger_entries WHERE promotion_id = $1 AND entry_type IN ('redeem', 'reverse', 'expire', 'revoke')
+"""
+
+
+async def promotion_movements(conn: Connection, promotion_id: str) -> Row:
+    """Redeemed, reversed, expired and revoked (minor units) of a promotion's lots."""
+    return await fetch_one(conn, _MOVEMENTS, promotion_id)
+
+
 async def promotion_figures(conn: Connection, promotion_id: str) -> PromotionFigures:
-    """A promotion's books from its ledger rows (and its live coupons' uses)."""
+    """A promotion's books from its ledger rows (and its live coupons' uses): every grant row is
+    read, so this is for reports, not for watching a promotion grant."""
     row = await fetch_one(
         conn,
         """SELECT p.currency, p.kind,
-                  count(DISTINCT e.customer_id) FILTER (WHERE e.entry_type = 'grant') AS customers,
-                  count(*) FILTER (WHERE e.entry_type = 'grant') AS lots,
-                  coalesce(sum(e.amount_minor) FILTER (WHERE e.entry_type = 'grant'), 0) AS granted,
-                  coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'redeem'), 0) AS redeemed,
-                  coalesce(sum(e.amount_minor) FILTER (WHERE e.entry_type = 'reverse'), 0) AS reversed,
-                  coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'expire'), 0) AS expired,
-                  coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'revoke'), 0) AS revoked,
+                  count(DISTINCT e.customer_id) AS customers, count(e.entry_id) AS lots,
+                  coalesce(sum(e.amount_minor), 0) AS granted,
                   (SELECT coalesce(sum(uses_left), 0) FROM lots
                    WHERE clock_workflow_id = $2 AND status IN ('pending', 'active')) AS uses_left
-           FROM promotions p LEFT JOIN ledger_entries e ON e.promotion_id = p.promotion_id
+           FROM promotions p
+           LEFT JOIN ledger_entries e ON e.promotion_id = p.promotion_id AND e.entry_type = 'grant'
            WHERE p.promotion_id = $1 GROUP BY p.currency, p.kind""",
         promotion_id,
         promotion_workflow_id(promotion_id),
     )
-    credit_left = row["granted"] - row["redeemed"] + row["reversed"] - row["expired"] - row["revoked"]
+    moved = await promotion_movements(conn, promotion_id)
+    credit_left = row["granted"] - moved["redeemed"] + moved["reversed"] - moved["expired"] - moved["revoked"]
     return PromotionFigures(
         promotion_id=promotion_id,
         currency=row["currency"],
         customers_granted=row["customers"],
         lots_granted=row["lots"],
         granted=row["granted"],
-        redeemed=row["redeemed"],
-        reversed=row["reversed"],
-        expired=row["expired"],
-        revoked=row["revoked"],
+        redeemed=moved["redeemed"],
+        reversed=moved["reversed"],
+        expired=moved["expired"],
+        revoked=moved["revoked"],
         outstanding=credit_left if row["kind"] == "credit" else 0,
         coupon_uses_left=row["uses_left"],
     )

@@ -20,6 +20,7 @@ and cancelled (granting stops; lots live out their validity unless revoked).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta
 
@@ -28,6 +29,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from incentives.domain.errors import PromotionConflict, to_failure
     from incentives.domain.promotions import (
+        BATCHES_IN_FLIGHT,
         AudienceLoad,
         BatchOutcome,
         CancelRequest,
@@ -46,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activity_calls
 
 PROMOTION_WORKFLOW = "Promotion"
+# Runs past this patch grant two batches at once when far from their limits; runs before it, one.
+PAIRED_BATCHES = "paired-batches"
 _LIVE: tuple[PromotionState, ...] = ("scheduled", "granting", "paused", "active")
 
 
@@ -106,23 +110,54 @@ class PromotionWorkflow:
         return False
 
     async def _grant_next(self, now: datetime) -> None:
+        """The next batch, and the one after it in the same audience load when the promotion is far
+        enough from its limits that granting both at once cannot change who gets a lot."""
         p = self._p
-        load = next(load for load in p.loads if load.first_position + load.size > p.next_position)
-        wave = p.waves.setdefault(load.load_no, now)
-        last = min(p.next_position + self._batch_size, load.first_position + load.size) - 1
-        outcome = await activity_calls.grant_batch(
-            GrantBatchInput(promotion_id=p.promotion_id, first_position=p.next_position, last_position=last, wave=wave)
-        )
-        self._count(outcome, last - p.next_position + 1)
-        p.next_position = last + 1
-        if outcome.granted:
-            p.holding += outcome.granted
-            first_due = self._first_due(wave)
-            p.next_due = first_due if p.next_due is None else min(p.next_due, first_due)
-        workflow.logger.info(
-            "batch granted",
-            extra={"promotion_id": p.promotion_id, "last_position": last, "granted": outcome.granted},
-        )
+        batches = [self._batch_at(p.next_position, now)]
+        after = batches[0].last_position + 1
+        pair = after <= self._last_position() and self._load_of(after) == self._load_of(p.next_position)
+        if pair and self._far_from_limits() and workflow.patched(PAIRED_BATCHES):
+            batches.append(self._batch_at(after, now))
+        outcomes = await asyncio.gather(*(activity_calls.grant_batch(batch) for batch in batches))
+        for batch, outcome in zip(batches, outcomes, strict=True):
+            self._count(outcome, batch.last_position - batch.first_position + 1)
+            p.next_position = batch.last_position + 1
+            if outcome.granted:
+                p.holding += outcome.granted
+                first_due = self._first_due(batch.wave)
+                p.next_due = first_due if p.next_due is None else min(p.next_due, first_due)
+            workflow.logger.info(
+                "batch granted",
+                extra={
+                    "promotion_id": p.promotion_id,
+                    "last_position": batch.last_position,
+                    "granted": outcome.granted,
+                },
+            )
+
+    def _load_of(self, position: int) -> AudienceLoad:
+        return next(load for load in self._p.loads if load.first_position + load.size > position)
+
+    def _batch_at(self, first: int, now: datetime) -> GrantBatchInput:
+        """The batch from audience position `first`, never past the end of its load; the load's
+        wave (the instant its lots' validity counts from) is the first batch's `now`."""
+        load = self._load_of(first)
+        wave = self._p.waves.setdefault(load.load_no, now)
+        last = min(first + self._batch_size, load.first_position + load.size) - 1
+        return GrantBatchInput(promotion_id=self._p.promotion_id, first_position=first, last_position=last, wave=wave)
+
+    def _far_from_limits(self) -> bool:
+        """Whether the batches in flight together fit the promotion's limits whatever they grant,
+        so the order they commit in cannot matter. A pool's room is shared with other promotions
+        and unknown here: a pooled promotion grants one batch at a time."""
+        budget, p = self._terms.budget, self._p
+        if budget.pool is not None:
+            return False
+        rooms = [] if budget.max_grants is None else [budget.max_grants - p.granted]
+        if self._terms.grant_cost:
+            rooms.append((budget.amount - p.committed) // self._terms.grant_cost)
+        needed = BATCHES_IN_FLIGHT * self._batch_size
+        return min(rooms, default=needed) >= needed
 
     def _count(self, outcome: BatchOutcome, entries: int) -> None:
         p = self._p

@@ -27,7 +27,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.promotions import promotion_figures
+from activities.promotions import promotion_figures, promotion_movements
 from incentives.adapters.db import Pool
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.rows import Row
@@ -209,13 +209,13 @@ class PromotionsClient:
             row = await conn.fetchrow(_STATUS, promotion_id)
             if row is None:
                 raise UnknownPromotion(f"promotion {promotion_id} was never started")
-            figures = await promotion_figures(conn, promotion_id)
-        return _status(row, figures)
+            moved = await promotion_movements(conn, promotion_id)
+        return _status(row, moved)
 
     async def list(self) -> list[PromotionStatus]:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await conn.fetch(_STATUS.replace("WHERE p.promotion_id = $1", "ORDER BY p.created_at"))
-            return [_status(row, await promotion_figures(conn, row["promotion_id"])) for row in rows]
+            return [_status(row, await promotion_movements(conn, row["promotion_id"])) for row in rows]
 
     async def report(self, promotion_id: str) -> tuple[PromotionFigures, bool]:
         """The promotion's books from the ledger now, and whether they are final (it closed)."""
@@ -256,7 +256,8 @@ FROM promotions p WHERE p.promotion_id = $1
 """
 
 
-def _status(r: Row, figures: PromotionFigures) -> PromotionStatus:
+def _status(r: Row, moved: Row) -> PromotionStatus:
+    """Counters from the promotion's row (kept by its batches), movements from its ledger rows."""
     terms = PromotionTerms.model_validate(r["terms"])
     report = r["report"]
     return PromotionStatus(
@@ -271,10 +272,10 @@ def _status(r: Row, figures: PromotionFigures) -> PromotionStatus:
         skipped=dict(r["skipped"]),
         committed=r["committed_minor"],
         budget=terms.budget.amount,
-        redeemed=figures.redeemed,
-        reversed=figures.reversed,
-        expired=figures.expired,
-        revoked=figures.revoked,
+        redeemed=moved["redeemed"],
+        reversed=moved["reversed"],
+        expired=moved["expired"],
+        revoked=moved["revoked"],
         starts_at=terms.starts_at,
         ends_at=r["ends_at"],
         report=PromotionFigures.model_validate({k: v for k, v in report.items() if k not in ("final", "as_of")})

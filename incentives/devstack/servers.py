@@ -93,6 +93,16 @@ def free_port() -> int:
         return port
 
 
+def postgres_settings() -> str:
+    """Server settings beyond the stock ones, each measured granting a million lots (89 -> 54 s
+    with two batches in flight): a quarter of the machine's memory for shared buffers, at most
+    2 GB (stock: 128 MB, so a large promotion's indexes are written out and read back), and 4 GB
+    of WAL between checkpoints (stock: 1 GB, a checkpoint every few batches)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    shared_buffers_mb = max(128, min(memory // 4, 2 << 30) >> 20)
+    return f"-c shared_buffers={shared_buffers_mb}MB -c max_wal_size=4GB"
+
+
 @dataclass(frozen=True)
 class EmbeddedPostgres:
     """A PostgreSQL server whose data, log and unix socket live in `data_dir`."""
@@ -163,7 +173,7 @@ class EmbeddedPostgres:
                     "-t",
                     str(int(START_TIMEOUT_S)),
                     "-o",
-                    f"-c listen_addresses='' -k {self.data_dir}",
+                    f"-c listen_addresses='' -k {self.data_dir} {postgres_settings()}",
                     "start",
                 ],
                 timeout=START_TIMEOUT_S + 5,

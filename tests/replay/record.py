@@ -6,7 +6,8 @@ wallet or promotion per scenario through the real worker, and writes each run's 
 next to this file. Re-record only on purpose: the committed histories are what running wallets look like, and
 the point of replaying them is that new code must still accept them. `histories/regular_ledger_calls/`
 holds the generation recorded before the `local-ledger-calls` patch, by the code of that time: it
-cannot be regenerated, and stays as long as the patch's old branch does.
+cannot be regenerated, and stays as long as the patch's old branch does; so do `local_ledger_calls/`
+(before `first-call-loads`) and `promotions/` (before `paired-batches`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ from tests.helpers import eventually
 from tests.helpers.builders import credit
 
 HISTORIES = Path(__file__).parent / "histories"
+# Where this code's histories go: each generation of workflow code keeps its own folder, and
+# every folder keeps replaying (wallets: first_call_loads; promotions: paired_batches).
 HERE = HISTORIES / "first_call_loads"
+PROMOTIONS_HERE = HISTORIES / "paired_batches"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
 PromotionScenario = Callable[[PromotionsClient, str], Awaitable[None]]
 
@@ -155,7 +159,7 @@ async def record_promotion(name: str, scenario: PromotionScenario, pool_url: str
                 promotions = PromotionsClient(env.client, pool, task_queue=task_queue, batch_size=2, history_limit=60)
                 await scenario(promotions, promotion_id)
                 await _wait_closed(env.client, promotion_workflow_id(promotion_id))
-            await _write_runs(env.client, promotion_workflow_id(promotion_id), HISTORIES / "promotions", name)
+            await _write_runs(env.client, promotion_workflow_id(promotion_id), PROMOTIONS_HERE, name)
         finally:
             await pool.close()
 

@@ -82,6 +82,28 @@ def test_promotion_histories_cover_batches_controls_the_clock_and_continue_as_ne
     assert "WORKFLOW_EXECUTION_COMPLETED" in text
 
 
+def _batches_per_workflow_task(path: Path) -> list[int]:
+    """How many grant batches each workflow task of a history scheduled (tasks that scheduled some)."""
+    counts, current = [], 0
+    for event in json.loads(path.read_text())["events"]:
+        if event["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED":
+            counts.append(current)
+            current = 0
+        attributes = event.get("activityTaskScheduledEventAttributes")
+        current += bool(attributes and attributes["activityType"]["name"] == "grant_batch")
+    return [n for n in [*counts, current] if n]
+
+
+def test_promotion_generations_before_and_after_paired_batches() -> None:
+    """Before the patch, one batch per workflow task; after it, two while far from the budget and
+    one near it; both generations replay (below)."""
+    before = [path for path in HISTORIES if path.parent.name == "promotions"]
+    after = [path for path in HISTORIES if path.parent.name == "paired_batches"]
+    assert {n for path in before for n in _batches_per_workflow_task(path)} == {1}
+    assert {n for path in after for n in _batches_per_workflow_task(path)} == {1, 2}
+    assert all('"core_patch"' in path.read_text() for path in after if path.stem.endswith("_0"))
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)

@@ -368,7 +368,7 @@ class TestScaleAndCrashes:
         log = tmp_path / "worker.log"
         async with worker_process(dev_server, database_url, task_queue, log) as doomed, pool.acquire() as blocker:
             # An uncommitted lot with the id the second batch will write: that batch stops inside
-            # its statement, waiting to learn whether the id is taken, after the first committed.
+            # its statement, waiting to learn whether the id is taken, while the first commits.
             blocking = blocker.transaction()
             await blocking.start()
             await blocker.execute(
@@ -380,19 +380,18 @@ class TestScaleAndCrashes:
             )
             await promotions.start(promotion(promotion_id, datetime.now(UTC)), audience)
 
-            async def batch_waiting() -> None:
+            async def first_committed_second_waiting() -> None:
                 waiting = await pool.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%audience%'"
                 )
                 assert waiting >= 1
+                recorded = "SELECT count(*) FROM promotion_batches WHERE promotion_id = $1"
+                assert await pool.fetchval(recorded, promotion_id) == 1
 
-            await eventually(batch_waiting, timeout=30)
+            await eventually(first_committed_second_waiting, timeout=30)
             doomed.send_signal(signal.SIGKILL)
             await doomed.wait()
             await blocking.rollback()
-            assert (
-                await pool.fetchval("SELECT count(*) FROM promotion_batches WHERE promotion_id = $1", promotion_id) == 1
-            )
         async with worker_process(dev_server, database_url, task_queue, log):
 
             async def done() -> PromotionStatus:
