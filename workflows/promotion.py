@@ -110,13 +110,19 @@ class PromotionWorkflow:
         return False
 
     async def _grant_next(self, now: datetime) -> None:
-        """The next batch, and the one after it in the same audience load when the promotion is far
-        enough from its limits that granting both at once cannot change who gets a lot."""
+        """The next batch, and the ones after it in the same audience load (up to
+        `BATCHES_IN_FLIGHT`) when the promotion is far enough from its limits that granting them at
+        once cannot change who gets a lot."""
         p = self._p
         batches = [self._batch_at(p.next_position, now)]
-        after = batches[0].last_position + 1
-        pair = after <= self._last_position() and self._load_of(after) == self._load_of(p.next_position)
-        if pair and self._far_from_limits() and workflow.patched(PAIRED_BATCHES):
+        load = self._load_of(p.next_position)
+        while (
+            len(batches) < BATCHES_IN_FLIGHT
+            and (after := batches[-1].last_position + 1) <= self._last_position()
+            and self._load_of(after) == load
+            and self._far_from_limits()
+            and workflow.patched(PAIRED_BATCHES)
+        ):
             batches.append(self._batch_at(after, now))
         outcomes = await asyncio.gather(*(activity_calls.grant_batch(batch) for batch in batches))
         for batch, outcome in zip(batches, outcomes, strict=True):
