@@ -40,7 +40,7 @@ def logging_to_stdout(level: str) -> Iterator[None]:
 
 
 async def test_a_business_refusal_is_one_info_line_with_its_type_and_ids(
-    dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId, capsys: pytest.CaptureFixture[str]
+    dev_server: WorkflowEnvironment, worker_pool: Pool, new_id: NewId, capsys: pytest.CaptureFixture[str]
 ) -> None:
     customer, coupon = new_id("c"), new_id("nope")
     with logging_to_stdout("INFO"):

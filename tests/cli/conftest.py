@@ -62,7 +62,6 @@ class Cli:
 @pytest.fixture
 async def cli(
     dev_server: WorkflowEnvironment,
-    pool: Pool,
     worker_pool: Pool,
     database_url: str,
     monkeypatch: pytest.MonkeyPatch,

@@ -26,7 +26,7 @@ from workflows.wallet import WalletWorkflow
 
 class TestFirstCall:
     async def test_a_grant_into_a_new_wallet_is_one_ledger_call(
-        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
         async with running_wallets(dev_server.client, worker_pool) as wallets:
@@ -36,7 +36,7 @@ class TestFirstCall:
         assert await ledger_calls(dev_server.client, customer) == ["load_and_grant"]
 
     async def test_concurrent_grants_into_a_new_wallet_load_it_once(
-        self, dev_server: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
+        self, dev_server: WorkflowEnvironment, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, lots = new_id("c"), [new_id("lot") for _ in range(10)]
         async with running_wallets(dev_server.client, worker_pool) as wallets:

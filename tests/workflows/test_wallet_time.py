@@ -104,7 +104,7 @@ class TestTime:
             await assert_ledger_balances(pool, customer)
 
     async def test_an_idle_wallet_completes_and_a_later_call_reloads_it_from_the_ledger(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer, short, order_id = new_id("c"), new_id("short"), new_id("o")
         async with running_wallets(time_skipping.client, worker_pool, reversal_window=10 * DAY) as wallets:
@@ -129,7 +129,7 @@ class TestTime:
 
 class TestRulesThroughTheWallet:
     async def test_credits_go_soonest_expiry_first_across_three_lots(
-        self, time_skipping: WorkflowEnvironment, pool: Pool, worker_pool: Pool, new_id: NewId
+        self, time_skipping: WorkflowEnvironment, worker_pool: Pool, new_id: NewId
     ) -> None:
         customer = new_id("c")
         late, never, soon = new_id("late"), new_id("never"), new_id("soon")
