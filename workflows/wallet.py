@@ -72,6 +72,7 @@ with workflow.unsafe.imports_passed_through():
         wallet_id,
     )
     from incentives.domain.money import format_money
+    from incentives.domain.recent_orders import RecentOrders
     from workflows import activity_calls
 
 WALLET_WORKFLOW = "Wallet"
@@ -89,7 +90,7 @@ class WalletWorkflow:
         self._window = start.reversal_window
         self._lots: dict[str, Lot] = {}
         self._digests: dict[str, str] = {}
-        self._orders: dict[str, RedemptionSummary] = {}
+        self._orders = RecentOrders(MAX_REMEMBERED_ORDERS)
         self._loaded = False
         # A ledger call is loading the memory (run() itself, or the run's first Update).
         self._loading = False
@@ -167,9 +168,7 @@ class WalletWorkflow:
                     extra={**ids, "error_type": refused.type, "error": refused.message},
                 )
                 self._lots.pop(lot.lot_id, None)
-        horizon = now - self._window
-        for order_id in [o for o, summary in self._orders.items() if summary.redeemed_at <= horizon]:
-            del self._orders[order_id]
+        self._orders.forget_redeemed_until(now - self._window)
 
     def _next_deadline(self) -> datetime | None:
         deadlines: list[datetime] = []
@@ -182,7 +181,9 @@ class WalletWorkflow:
                 remind_at = lot.remind_at
                 if remind_at is not None and not lot.reminded and lot.has_value:
                     deadlines.append(remind_at)
-        deadlines.extend(summary.redeemed_at + self._window for summary in self._orders.values())
+        earliest_order = self._orders.earliest()
+        if earliest_order is not None:
+            deadlines.append(earliest_order + self._window)
         return min(deadlines, default=None)
 
     def _idle(self) -> bool:
@@ -205,7 +206,7 @@ class WalletWorkflow:
             customer_id=self._customer_id,
             lots=live,
             grant_digests={lot.lot_id: self._digests[lot.lot_id] for lot in live if lot.lot_id in self._digests},
-            redemptions=list(self._orders.values()),
+            redemptions=list(self._orders),
         )
 
     def _remember(self, lot: Lot) -> Lot:
@@ -221,10 +222,7 @@ class WalletWorkflow:
         """Remembers an order until its reversal window ends, fully reversed or not, so that a
         retried redeem or reversal is recognised. Only the most recent orders are kept: for older
         ones the validators defer to the ledger, which remembers everything."""
-        self._orders.pop(summary.order_id, None)
-        self._orders[summary.order_id] = summary
-        while len(self._orders) > MAX_REMEMBERED_ORDERS:
-            del self._orders[next(iter(self._orders))]
+        self._orders.remember(summary)
         if self._planned is None:
             self._wake = True
 
@@ -359,7 +357,7 @@ class WalletWorkflow:
 
     @workflow.query(name="recent_redemptions")
     def recent_redemptions(self) -> list[RedemptionSummary]:
-        return sorted(self._orders.values(), key=lambda summary: summary.redeemed_at)
+        return sorted(self._orders, key=lambda summary: summary.redeemed_at)
 
 
 def _reminder_due(lot: Lot, now: datetime) -> bool:

@@ -1,8 +1,10 @@
 """`IncentivesClient`: the operations for a Python service, and the one implementation the CLI uses.
 
-Every value-changing call is an update-with-start on the customer's wallet (`wallet:<customer>`,
-conflict policy USE_EXISTING), so the first grant creates the wallet and any later call restarts
-a wallet that completed. The caller's id (lot, order, reversal) is the Temporal update id,
+Every value-changing call is an Update on the customer's wallet (`wallet:<customer>`): an
+update-with-start (conflict policy USE_EXISTING), so that the first grant creates the wallet and
+a later call restarts a wallet that completed; or, on a wallet this client saw running recently, a
+plain Update, which costs the server less (a redeem 1-2 ms less here) and falls back to
+update-with-start when the server says the wallet has no running run. The caller's id (lot, order, reversal) is the Temporal update id,
 suffixed with a digest of the payload: a retry of the same request is deduplicated by the server
 within a run and by the ledger across runs, and a different payload under the same id reaches
 the validators and is rejected as a conflict rather than answered from the first one.
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -39,6 +41,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from incentives.adapters.db import Pool
 from incentives.adapters.migrations import connect_database
@@ -63,8 +66,10 @@ from incentives.domain.models import (
 from incentives.domain.search_attributes import CUSTOMER_ID
 from workflows.wallet import WalletWorkflow
 
+Arg = TypeVar("Arg", bound=Model)
 Result = TypeVar("Result", bound=Model)
 WalletStart = WithStartWorkflowOperation[WalletWorkflow, Any]
+UpdateMethod = UpdateMethodMultiParam[[WalletWorkflow, Arg], Result]
 
 # A caller at checkout waits this long by default; past it, the answer is `OutcomeUnknown`.
 DEFAULT_CALL_TIMEOUT = timedelta(seconds=30)
@@ -72,6 +77,8 @@ DEFAULT_CALL_TIMEOUT = timedelta(seconds=30)
 # other client processes, and still more than a wallet runs in one workflow task.
 DEFAULT_MAX_IN_FLIGHT_PER_WALLET = 50
 _CAPACITY_STATUSES = {RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.NOT_FOUND}
+# How many wallets a client remembers having seen running (a few hundred kB of customer ids).
+RECENT_WALLETS = 10_000
 # The server's failure type for an update accepted by a run that then closed before finishing it.
 _CLOSED_UNDER_UPDATE = "AcceptedUpdateCompletedWorkflow"
 
@@ -127,6 +134,7 @@ class IncentivesClient:
         self._default_timeout = default_timeout
         self._search_attributes = search_attributes
         self._turns = _Turns(max_in_flight_per_wallet)
+        self._running = _RecentWallets(RECENT_WALLETS)
 
     @property
     def task_queue(self) -> str:
@@ -135,53 +143,29 @@ class IncentivesClient:
     async def grant(self, request: GrantRequest, *, timeout: timedelta | None = None) -> Lot:
         """Puts a lot into the customer's wallet; the same lot id again returns the existing lot."""
         return await self._update(
-            request.customer_id,
-            timeout,
-            lambda start: self._temporal.execute_update_with_start_workflow(
-                WalletWorkflow.grant,
-                request,
-                start_workflow_operation=start,
-                id=update_id("grant", request.lot_id, request),
-            ),
+            WalletWorkflow.grant, request, request.customer_id, update_id("grant", request.lot_id, request), timeout
         )
 
     async def redeem(self, request: RedeemRequest, *, timeout: timedelta | None = None) -> Redemption:
         """Applies the coupon and credits to an order; the same order id again returns the same breakdown."""
         return await self._update(
-            request.customer_id,
-            timeout,
-            lambda start: self._temporal.execute_update_with_start_workflow(
-                WalletWorkflow.redeem,
-                request,
-                start_workflow_operation=start,
-                id=update_id("redeem", request.order_id, request),
-            ),
+            WalletWorkflow.redeem, request, request.customer_id, update_id("redeem", request.order_id, request), timeout
         )
 
     async def reverse(self, request: ReverseRequest, *, timeout: timedelta | None = None) -> Reversal:
         """Gives an order's discount back, all or `amount`; the same reversal id again is a no-op."""
         return await self._update(
+            WalletWorkflow.reverse,
+            request,
             request.customer_id,
+            update_id("reverse", request.reversal_id, request),
             timeout,
-            lambda start: self._temporal.execute_update_with_start_workflow(
-                WalletWorkflow.reverse,
-                request,
-                start_workflow_operation=start,
-                id=update_id("reverse", request.reversal_id, request),
-            ),
         )
 
     async def revoke(self, request: RevokeRequest, *, timeout: timedelta | None = None) -> Revocation:
         """Removes what is left of a lot, with a reason."""
         return await self._update(
-            request.customer_id,
-            timeout,
-            lambda start: self._temporal.execute_update_with_start_workflow(
-                WalletWorkflow.revoke,
-                request,
-                start_workflow_operation=start,
-                id=update_id("revoke", request.lot_id, request),
-            ),
+            WalletWorkflow.revoke, request, request.customer_id, update_id("revoke", request.lot_id, request), timeout
         )
 
     async def wallet(self, customer_id: str, *, ledger_limit: int = 200) -> WalletView:
@@ -204,9 +188,14 @@ class IncentivesClient:
         )
 
     async def _update(
-        self, customer_id: str, timeout: timedelta | None, call: Callable[[WalletStart], Awaitable[Result]]
+        self,
+        update: UpdateMethod[Arg, Result],
+        request: Arg,
+        customer_id: str,
+        update_id: str,
+        timeout: timedelta | None,
     ) -> Result:
-        """Sends one update-with-start, again on a capacity answer, until `timeout` (the caller's deadline).
+        """Sends the update, again on a capacity answer, until `timeout` (the caller's deadline).
 
         Three kinds of answer, never a fourth: the result; a `Rejected` (nothing was written); or
         `OutcomeUnknown` when the deadline passes first, which a retry with the same ids resolves
@@ -215,7 +204,7 @@ class IncentivesClient:
         deadline = timeout or self._default_timeout
         try:
             async with asyncio.timeout(deadline.total_seconds()), self._turns.take(customer_id):
-                return await self._until_answered(customer_id, call)
+                return await self._until_answered(update, request, customer_id, update_id)
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             # The SDK turns the deadline's cancellation of a waiting update into its own error.
             raise OutcomeUnknown(
@@ -224,22 +213,73 @@ class IncentivesClient:
                 "is safe and returns the first result"
             ) from None
 
-    async def _until_answered(self, customer_id: str, call: Callable[[WalletStart], Awaitable[Result]]) -> Result:
+    async def _until_answered(
+        self, update: UpdateMethod[Arg, Result], request: Arg, customer_id: str, update_id: str
+    ) -> Result:
         backoff = 0.05
         while True:
-            start = self._start(customer_id)
             try:
-                return await call(start)
+                if self._running.seen(customer_id):
+                    answer = await self._plain_update(update, request, customer_id, update_id)
+                    if answer is not None:
+                        return answer
+                answer = await self._update_with_start(update, request, customer_id, update_id)
+                self._running.add(customer_id)
+                return answer
             except (WorkflowUpdateFailedError, RPCError) as error:
                 rejected = from_failure(error.cause) if isinstance(error, WorkflowUpdateFailedError) else None
                 if rejected is not None:
+                    self._running.add(customer_id)
                     raise rejected from None
                 if not _retryable(error):
                     raise
-            finally:
-                _retrieve_start_error(start)
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 1.0)
+
+    async def _plain_update(
+        self, update: UpdateMethod[Arg, Result], request: Arg, customer_id: str, update_id: str
+    ) -> Result | None:
+        """An Update to the wallet's current run, or None if it has none (it completed): the caller
+        then sends update-with-start. Any other answer is the update's."""
+        handle = self._temporal.get_workflow_handle(wallet_id(customer_id))
+        try:
+            return await handle.execute_update(update, request, id=update_id)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND or not _retryable(error):
+                raise
+            self._running.forget(customer_id)
+            return None
+
+    async def _update_with_start(
+        self, update: UpdateMethod[Arg, Result], request: Arg, customer_id: str, update_id: str
+    ) -> Result:
+        start = self._start(customer_id)
+        try:
+            return await self._temporal.execute_update_with_start_workflow(
+                update, request, start_workflow_operation=start, id=update_id
+            )
+        finally:
+            _retrieve_start_error(start)
+
+
+class _RecentWallets:
+    """The customers whose wallet this client recently saw running, the most recent last."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._customers: dict[str, None] = {}
+
+    def seen(self, customer_id: str) -> bool:
+        return customer_id in self._customers
+
+    def add(self, customer_id: str) -> None:
+        self._customers.pop(customer_id, None)
+        self._customers[customer_id] = None
+        if len(self._customers) > self._size:
+            del self._customers[next(iter(self._customers))]
+
+    def forget(self, customer_id: str) -> None:
+        self._customers.pop(customer_id, None)
 
 
 class _Turns:

@@ -118,7 +118,9 @@ class TestTime:
 
             await eventually(completed)
             first_run = (await handle.describe()).run_id
-            # A reversal long after: a new run, which finds the order in the ledger.
+            # A reversal long after: this client saw the wallet running, so it first sends a plain Update,
+            # which finds no running run; it falls back to update-with-start: a new run, which finds the
+            # order in the ledger.
             reversal = await wallets.reverse(
                 ReverseRequest(customer_id=customer, order_id=order_id, reversal_id=new_id("r"))
             )
