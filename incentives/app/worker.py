@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import all_activities
 from incentives.adapters.db import Pool
@@ -28,6 +29,16 @@ from incentives.adapters.temporal import connect_temporal
 from workflows.registry import WORKFLOWS
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+# The sandbox re-imports a workflow's module for every new run: for the wallet, started for every
+# customer who acts, that was a third of the worker's CPU per new wallet (module code, the SDK's
+# processing of its decorators, the restricted imports). Its module holds no state and is passed
+# through: wallets run in the sandbox's event loop with its builtins restricted, but share one
+# import. The restrictions on its own calls are checked where replay runs (`Replayer` keeps the
+# full sandbox): every recorded history in tests/replay replays the wallet fully restricted. See
+# docs/decisions/0005-the-wallet-module-passes-through-the-sandbox.md.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows.wallet")
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ def build_worker(client: Client, pool: Pool, task_queue: str, options: WorkerOpt
         task_queue=task_queue,
         workflows=list(options.workflows),
         activities=all_activities(pool),
+        workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=options.max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
