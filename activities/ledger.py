@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.ledger_writes import (
     activity_log,
@@ -64,8 +65,12 @@ from incentives.domain.messages import (
     LoadWalletInput,
     LotTransition,
     Operation,
+    RedeemAnswer,
+    RedeemAnswers,
     RedeemInput,
     RedeemOutcome,
+    RedeemTogether,
+    Refusal,
     Result,
     ReverseInput,
     ReverseOutcome,
@@ -94,6 +99,7 @@ class LedgerActivities:
         return [
             self.grant_lot,
             self.redeem,
+            self.redeem_together,
             self.reverse,
             self.revoke_lot,
             self.expire_lot,
@@ -125,6 +131,25 @@ class LedgerActivities:
         """Applies a coupon and credits to an order in one transaction; the order id is the key."""
         async with self._customer_transaction(redeem.request.customer_id) as conn:
             return await _redeem(conn, redeem)
+
+    @activity.defn(name="redeem_together")
+    async def redeem_together(self, together: RedeemTogether) -> RedeemAnswers:
+        """Several redeems of one customer, in order, each in its own transaction under the
+        customer's lock, exactly as one `redeem` each would apply them: what the wallet sends when
+        redeems arrive while its ledger call is busy (a checkout rush on one wallet). A refusal is
+        that redeem's answer, and the next one goes on; a retry after a failure mid-way returns the
+        first result of every redeem already committed (each is idempotent by its order id)."""
+        answers: list[RedeemAnswer] = []
+        async with self._pool.acquire() as conn:
+            for redeem in together.redeems:
+                try:
+                    with rejections_as_failures():
+                        async with conn.transaction():
+                            await lock_customer(conn, redeem.request.customer_id)
+                            answers.append(RedeemAnswer(outcome=await _redeem(conn, redeem)))
+                except ApplicationError as refused:
+                    answers.append(RedeemAnswer(refusal=Refusal(type=refused.type or "", message=refused.message)))
+        return RedeemAnswers(answers=answers)
 
     @activity.defn(name="reverse")
     async def reverse(self, reverse: ReverseInput) -> ReverseOutcome:

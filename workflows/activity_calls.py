@@ -16,6 +16,11 @@ comes from the ledger, after its idempotency lookup. Wallets recorded before thi
 without the patch marker) keep their regular activities with a 30 s deadline:
 `workflow.patched(LOCAL_LEDGER_CALLS)` tells them apart, and old histories replay unchanged.
 
+Redeems that reach a wallet while its ledger call is busy go together, past
+`workflow.patched(BATCHED_REDEEMS)`: one local activity (`redeem_together`) applies each in its own
+transaction, in arrival order, and answers each (a result or a refusal). A checkout rush on one
+wallet then costs a workflow task and a local activity per batch, not per redeem.
+
 The first operation of a run started without memory (a new wallet, or one restarted after it
 completed) makes one call, not two: `load_and_*` does the operation and loads the wallet's memory
 in one transaction. Only runs past `workflow.patched(FIRST_CALL_LOADS)` make them, and those also
@@ -49,8 +54,10 @@ with workflow.unsafe.imports_passed_through():
         Loaded,
         LoadWalletInput,
         LotTransition,
+        RedeemAnswers,
         RedeemInput,
         RedeemOutcome,
+        RedeemTogether,
         ReverseInput,
         ReverseOutcome,
         RevokeInput,
@@ -71,6 +78,7 @@ with workflow.unsafe.imports_passed_through():
 
 LOCAL_LEDGER_CALLS = "local-ledger-calls"
 FIRST_CALL_LOADS = "first-call-loads"
+BATCHED_REDEEMS = "batched-redeems"
 # Wallets started before LOCAL_LEDGER_CALLS: their Update calls gave up after this.
 REGULAR_UPDATE_CALL_DEADLINE = timedelta(seconds=30)
 _RETRY = RetryPolicy(
@@ -133,6 +141,15 @@ async def grant_lot(arg: GrantInput) -> Lot:
 
 async def redeem(arg: RedeemInput) -> RedeemOutcome:
     return await _on_callers_path(LedgerActivities.redeem, arg, regular_deadline=REGULAR_UPDATE_CALL_DEADLINE)
+
+
+async def redeem_together(arg: RedeemTogether) -> RedeemAnswers:
+    """Only past `workflow.patched(BATCHED_REDEEMS)`, so always a local activity; a refusal is an answer, not a failure."""
+    return await _refusals_as_failures(
+        workflow.execute_local_activity_method(
+            LedgerActivities.redeem_together, arg, start_to_close_timeout=_START_TO_CLOSE, retry_policy=_RETRY
+        )
+    )
 
 
 async def reverse(arg: ReverseInput) -> ReverseOutcome:

@@ -52,6 +52,30 @@ class RedeemOutcome(Model):
     lots: list[Lot] = Field(description="the lots the redemption touched, as they are now")
 
 
+class RedeemTogether(Model):
+    """Redeems of one customer that reached the wallet while the ledger was busy, in arrival order."""
+
+    redeems: list[RedeemInput] = Field(min_length=1)
+
+
+class Refusal(Model):
+    """A business rule's refusal carried as data: one redeem's answer in a batch, not the batch's failure."""
+
+    type: str = Field(description="the `Rejected` subclass' name, as `to_failure` types it")
+    message: str
+
+
+class RedeemAnswer(Model):
+    """Exactly one of the two."""
+
+    outcome: RedeemOutcome | None = None
+    refusal: Refusal | None = None
+
+
+class RedeemAnswers(Model):
+    answers: list[RedeemAnswer] = Field(description="one per redeem, in the order they were sent")
+
+
 class ReverseInput(Model):
     request: ReverseRequest
     as_of: Instant

@@ -12,7 +12,14 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.ledger import LedgerActivities
 from incentives.adapters.db import Pool, create_pool
-from incentives.domain.messages import LoadWalletInput, LotTransition, RedeemInput, ReverseInput, RevokeInput
+from incentives.domain.messages import (
+    LoadWalletInput,
+    LotTransition,
+    RedeemInput,
+    RedeemTogether,
+    ReverseInput,
+    RevokeInput,
+)
 from incentives.domain.models import CouponTerms, RedeemRequest, ReverseRequest, RevokeRequest
 from tests.helpers.builders import T0, NewId, at, coupon, credit
 from tests.helpers.ledger import assert_ledger_balances, counts, entry_amounts, events, ledger_rows, remaining
@@ -112,6 +119,58 @@ class TestGrant:
         row = await pool.fetchrow("SELECT workflow_id, run_id FROM ledger_entries WHERE lot_id = $1", lot_id)
         assert row is not None
         assert (row["workflow_id"], row["run_id"]) == (f"wallet:{customer}", "run-1")
+
+
+class TestRedeemTogether:
+    async def test_each_redeem_applies_in_order_and_a_refusal_is_only_its_own_answer(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        customer, lot_id = new_id("c"), new_id("lot")
+        await ledger.grant_lot(at(credit(lot_id, customer, 1000)))
+        orders = [new_id("o") for _ in range(4)]
+        # 600 then 600 (only 400 left: partial), then nothing left, then an unknown coupon.
+        batch = RedeemTogether(
+            redeems=[
+                redeem_at(customer, orders[0], 600),
+                redeem_at(customer, orders[1], 600),
+                redeem_at(customer, orders[2], 100),
+                redeem_at(customer, orders[3], 100, coupon_lot_id=new_id("nope")),
+            ]
+        )
+        answers = (await ledger.redeem_together(batch)).answers
+        assert [
+            a.outcome.redemption.discount if a.outcome else a.refusal.type if a.refusal else None for a in answers
+        ] == [
+            600,
+            400,
+            "NothingToRedeem",
+            "UnknownLot",
+        ]
+        assert all((a.outcome is None) != (a.refusal is None) for a in answers)
+        assert await remaining(pool, lot_id) == (0, "used_up")
+        assert await pool.fetchval("SELECT count(*) FROM redemptions WHERE customer_id = $1", customer) == 2
+        await assert_ledger_balances(pool, customer)
+
+    async def test_a_retry_after_a_partial_commit_returns_the_first_results_and_applies_the_rest(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        """A worker that dies mid-batch has committed some redeems: the retried batch answers those
+        from the ledger (same breakdown) and applies the others once."""
+        customer, lot_id = new_id("c"), new_id("lot")
+        await ledger.grant_lot(at(credit(lot_id, customer, 1000)))
+        redeems = [redeem_at(customer, new_id("o"), 300) for _ in range(4)]
+        first = await ledger.redeem_together(RedeemTogether(redeems=redeems[:2]))
+        retried = await ledger.redeem_together(RedeemTogether(redeems=redeems))
+        # The same redemptions (their lots are returned as they are now, so those differ).
+        assert [a.outcome.redemption for a in retried.answers[:2] if a.outcome] == [
+            a.outcome.redemption for a in first.answers if a.outcome
+        ]
+        assert [a.outcome.redemption.discount for a in retried.answers if a.outcome] == [300, 300, 300, 100]
+        again = await ledger.redeem_together(RedeemTogether(redeems=redeems))
+        assert [a.outcome.redemption for a in again.answers if a.outcome] == [
+            a.outcome.redemption for a in retried.answers if a.outcome
+        ]
+        assert [row[2] for row in await ledger_rows(pool, customer)] == [1000, -300, -300, -300, -100]
 
 
 class TestRedeem:

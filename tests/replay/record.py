@@ -7,7 +7,8 @@ next to this file. Re-record only on purpose: the committed histories are what r
 the point of replaying them is that new code must still accept them. `histories/regular_ledger_calls/`
 holds the generation recorded before the `local-ledger-calls` patch, by the code of that time: it
 cannot be regenerated, and stays as long as the patch's old branch does; so do `local_ledger_calls/`
-(before `first-call-loads`) and `promotions/` (before `paired-batches`).
+(before `first-call-loads`), `first_call_loads/` (before `batched-redeems`) and `promotions/`
+(before `paired-batches`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from tests.helpers.builders import credit
 
 HISTORIES = Path(__file__).parent / "histories"
 # Where this code's histories go: each generation of workflow code keeps its own folder, and
-# every folder keeps replaying (wallets: first_call_loads; promotions: paired_batches).
-HERE = HISTORIES / "first_call_loads"
+# every folder keeps replaying (wallets: batched_redeems; promotions: paired_batches).
+HERE = HISTORIES / "batched_redeems"
 PROMOTIONS_HERE = HISTORIES / "paired_batches"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
 PromotionScenario = Callable[[PromotionsClient, str], Awaitable[None]]
@@ -85,16 +86,24 @@ async def timers(wallets: IncentivesClient, customer: str) -> None:
 
 
 async def many_updates(wallets: IncentivesClient, customer: str) -> None:
-    """Enough updates, some concurrent, to continue-as-new (the server suggests it after 40 events)."""
+    """Enough updates, some concurrent, to continue-as-new (the server suggests it after 40 events);
+    concurrent redeems go to the ledger together, and the last burst asks for more than is left,
+    so some of a batch are refused."""
     for i in range(4):
         await wallets.grant(credit(f"{customer}-{i}", customer, 1000))
-    for burst in range(2):
-        await asyncio.gather(
+    for burst, total in ((0, 100), (1, 100), (2, 600)):
+        answers = await asyncio.gather(
             *(
-                wallets.redeem(RedeemRequest(customer_id=customer, order_id=f"o{burst}-{i}", currency="USD", total=100))
+                wallets.redeem(
+                    RedeemRequest(customer_id=customer, order_id=f"o{burst}-{i}", currency="USD", total=total)
+                )
                 for i in range(12)
-            )
+            ),
+            return_exceptions=True,
         )
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, Rejected):
+                raise answer
 
 
 def _terms(promotion_id: str, **budget: int) -> PromotionTerms:

@@ -70,6 +70,30 @@ def test_histories_cover_every_operation_rejection_timer_and_continue_as_new() -
     assert all("load_wallet" not in _local_activities(path) for path in first)
 
 
+def _accepted_updates(path: Path, name: str) -> int:
+    events = json.loads(path.read_text())["events"]
+    return sum(
+        event.get("workflowExecutionUpdateAcceptedEventAttributes", {})
+        .get("acceptedRequest", {})
+        .get("input", {})
+        .get("name")
+        == name
+        for event in events
+    )
+
+
+def test_concurrent_redeems_went_to_the_ledger_together_after_batched_redeems() -> None:
+    """Behind BATCHED_REDEEMS every redeem is a `redeem_together` call, and a burst of concurrent
+    redeems (some refused: the last burst asks for more than is left) takes fewer calls than redeems."""
+    batched = [path for path in HISTORIES if path.parent.name == "batched_redeems"]
+    assert all("redeem" not in _local_activities(path) for path in batched)
+    burst = [path for path in batched if path.stem.startswith("wallet_continue_as_new")]
+    calls = sum(_local_activities(path).count("redeem_together") for path in burst)
+    redeems = sum(_accepted_updates(path, "redeem") for path in burst)
+    assert 0 < calls < redeems / 2, (calls, redeems)
+    assert "NothingToRedeem" in "\n".join(path.read_text() for path in burst)
+
+
 def test_promotion_histories_cover_batches_controls_the_clock_and_continue_as_new() -> None:
     paths = [path for path in HISTORIES if path.parent.name == "promotions"]
     assert {name for path in paths for name, _ in _activities(path)} == {

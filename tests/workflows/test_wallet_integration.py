@@ -24,6 +24,7 @@ from incentives.domain.errors import LotConflict, NothingToRedeem, OrderConflict
 from incentives.domain.models import Model, ReverseRequest, wallet_id
 from tests.helpers import eventually, running_wallets
 from tests.helpers.builders import NewId, credit, order
+from tests.helpers.history import ledger_calls
 from tests.helpers.ledger import assert_ledger_balances, ledger_rows, remaining
 
 
@@ -87,6 +88,9 @@ class TestExactlyOnce:
             given = sum(r.discount for r in results if not isinstance(r, BaseException))
             assert given == 3000
             assert len(failures) == 50 - 43
+            # Redeems that arrived while the ledger was busy went to it together.
+            calls = await ledger_calls(dev_server.client, customer)
+            assert 0 < calls.count("redeem_together") < 25, calls
             # Retrying every order changes nothing: each was charged once.
             again = await asyncio.gather(
                 *(wallets.redeem(order(customer, o, 70)) for o in orders), return_exceptions=True
