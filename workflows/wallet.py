@@ -4,6 +4,8 @@ point for every change to that customer's value.
 - Operations are Updates (`grant`, `redeem`, `reverse`, `revoke`), serialized by one lock, each
   doing its one ledger call (a local activity). The first operation of a run started without
   memory (a new wallet, or one restarted after completing) loads the memory in that same call.
+  Redeems that arrive while the ledger call is busy go to the ledger together, in one call that
+  applies each in its own transaction, in arrival order (`_redeem_in_turn`).
 
 The rule: **the ledger decides.** The wallet's memory is a cache that may be older than the
 ledger: a promotion writes lots without waking the wallet, and a local activity's write can
