@@ -156,14 +156,14 @@ class Customer:
     @staticmethod
     def _give_back(lot: Lot, kind: str, amount: int, whole: bool, at: datetime) -> bool:
         """Gives `amount` back; True when it is a credit written off again at once. A coupon gets
-        its use back only when all it took off the order is reversed; before that, nothing."""
+        its use back only when all it took off the order is reversed; before that, nothing comes
+        back, but a reversal that reaches a lot past its expiry still marks it expired (the ledger
+        catches the status up then: a used-up lot is never expired by its timer)."""
         if kind == "credit":
             lot.remaining += amount
         elif whole:
             lot.uses_left += 1
-        else:
-            return False
-        if lot.status == "used_up":
+        if (kind == "credit" or whole) and lot.status == "used_up":
             lot.status = "active"
         dead = lot.status in ("expired", "revoked") or (lot.expires_at is not None and lot.expires_at <= at)
         if not dead:

@@ -432,6 +432,22 @@ class TestReverse:
         assert row is not None
         assert (row["uses_left"], row["status"]) == (1, "active")
 
+    async def test_a_partial_reversal_reaching_a_used_up_coupon_past_its_expiry_marks_it_expired(
+        self, ledger: LedgerActivities, pool: Pool, new_id: NewId
+    ) -> None:
+        """Its timer never expires a used-up lot; the reversal catches its status up (no value, so no row)."""
+        customer, coupon_id, order = new_id("c"), new_id("cpn"), new_id("o")
+        await ledger.grant_lot(
+            at(coupon(coupon_id, customer, CouponTerms(amount_off=500), expires_in=timedelta(days=7)))
+        )
+        await ledger.redeem(redeem_at(customer, order, 2000, coupon_lot_id=coupon_id))
+        outcome = await ledger.reverse(reverse_at(customer, order, new_id("r"), 100, days=8))
+        assert outcome.reversal.written_off == []
+        row = await pool.fetchrow("SELECT uses_left, status FROM lots WHERE lot_id = $1", coupon_id)
+        assert row is not None
+        assert (row["uses_left"], row["status"]) == (0, "expired")
+        assert [entry for entry, _ in await entry_amounts(pool, customer)] == ["grant", "redeem", "reverse"]
+
 
 class TestRevokeExpireRemind:
     async def test_revoke_removes_what_is_left_with_its_reason_once(

@@ -127,3 +127,16 @@ class Wallet(RuleBasedStateMachine):
 
 TestWallet = Wallet.TestCase
 TestWallet.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_a_partial_reversal_reaching_a_used_up_coupon_past_its_expiry_marks_it_expired() -> None:
+    """As the ledger does (tests/activities: the same case): the coupon's use does not come back,
+    but its status catches up with its expiry."""
+    customer = model.Customer()
+    coupon = model.Lot("cp", "coupon", "USD", 0, T0, None, T0 + timedelta(days=7), amount_off=500, uses=1)
+    customer.grant(coupon, pending=False)
+    customer.redeem("o", "USD", 2000, "cp", None, T0)
+    assert customer.lots["cp"].status == "used_up"
+    restored, written_off = customer.reverse("o", 100, T0 + timedelta(days=8))
+    assert (restored, written_off) == ([("cp", 100)], [])
+    assert (customer.lots["cp"].uses_left, customer.lots["cp"].status) == (0, "expired")
