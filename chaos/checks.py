@@ -292,7 +292,21 @@ def _redeem(
     )
     verdict.checked["redemptions against the model"] += 1
     if [(lot_id, amount) for lot_id, _, amount in applied] != _parts(stored["breakdown"]):
-        verdict.fail(f"order {row['order_id']}: ledger {_parts(stored['breakdown'])}, model {applied}")
+        verdict.fail(
+            f"order {row['order_id']}: ledger {_parts(stored['breakdown'])}, model {applied}"
+            f"{_timing(snapshot, stored, row, applied)}"
+        )
+
+
+def _timing(snapshot: Snapshot, stored: Row, row: Row, applied: list[tuple[str, str, int]]) -> str:
+    """For a lot the model used and the ledger did not: when its grant committed, against when the
+    redeem's transaction began and committed (what decides whether the redeem could see it)."""
+    used = {part["lot_id"] for part in stored["breakdown"]}
+    grants = {r["lot_id"]: r["committed_at"] for r in snapshot.ledger if r["entry_type"] == "grant"}
+    missed = [f"{lot_id} granted {grants.get(lot_id)}" for lot_id, _, _ in applied if lot_id not in used]
+    if not missed:
+        return ""
+    return f" (redeem began {stored['created_at']}, committed {row['committed_at']}; {', '.join(missed)})"
 
 
 def _reverse(

@@ -11,6 +11,7 @@ import pytest
 
 from chaos import model
 from chaos.__main__ import run
+from chaos.checks import Snapshot, _timing
 from chaos.stack import FAULTS
 
 
@@ -44,3 +45,20 @@ def test_the_model_follows_the_documented_order_of_use() -> None:
     assert (customer.lots["c"].uses_left, customer.lots["soon"].status) == (1, "expired")
     with pytest.raises(model.Refused, match="ReversalExceedsRedeemed"):
         customer.reverse("o", None, t0)
+
+
+def test_a_lot_the_model_used_and_the_ledger_did_not_is_reported_with_the_times_that_decide_it() -> None:
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    snapshot = Snapshot(
+        lots={}, ledger=[{"entry_type": "grant", "lot_id": "promo", "committed_at": t0}], activations=[],
+        redemptions={}, reversals={}, events=Counter(), promotions={}, pool_committed={},
+    )  # fmt: skip
+    stored = {"breakdown": [{"lot_id": "own", "amount": 212}], "created_at": t0 + timedelta(milliseconds=3)}
+    redeem_row = {"committed_at": t0 + timedelta(milliseconds=9)}
+    applied = [("promo", "credit", 500), ("own", "credit", 212)]
+    text = _timing(snapshot, stored, redeem_row, applied)
+    assert text == (
+        f" (redeem began {t0 + timedelta(milliseconds=3)}, committed {t0 + timedelta(milliseconds=9)}; "
+        f"promo granted {t0})"
+    )
+    assert _timing(snapshot, stored, redeem_row, [("own", "credit", 212)]) == ""
