@@ -308,7 +308,13 @@ class WalletWorkflow:
             if turn.answer is None:
                 together = self._waiting[:MAX_REDEEMS_TOGETHER]
                 del self._waiting[:MAX_REDEEMS_TOGETHER]
-                await self._redeem_together(together)
+                try:
+                    await self._redeem_together(together)
+                except BaseException:
+                    # This handler was cancelled (the ledger call itself retries until it answers):
+                    # the others it took go back to the front of the line for the next turn.
+                    self._waiting[:0] = [other for other in together if other is not turn and other.answer is None]
+                    raise
         return turn.result()
 
     async def _redeem_together(self, turns: list[_Turn]) -> None:
