@@ -115,10 +115,8 @@ class LedgerActivities:
     @asynccontextmanager
     async def _customer_transaction(self, customer_id: str) -> AsyncIterator[Connection]:
         """One transaction under the customer's lock; a `Rejected` inside leaves as its failure."""
-        with rejections_as_failures():
-            async with self._pool.acquire() as conn, conn.transaction():
-                await lock_customer(conn, customer_id)
-                yield conn
+        async with self._pool.acquire() as conn, _under_customer_lock(conn, customer_id):
+            yield conn
 
     @activity.defn(name="grant_lot")
     async def grant_lot(self, grant: GrantInput) -> Lot:
@@ -143,10 +141,8 @@ class LedgerActivities:
         async with self._pool.acquire() as conn:
             for redeem in together.redeems:
                 try:
-                    with rejections_as_failures():
-                        async with conn.transaction():
-                            await lock_customer(conn, redeem.request.customer_id)
-                            answers.append(RedeemAnswer(outcome=await _redeem(conn, redeem)))
+                    async with _under_customer_lock(conn, redeem.request.customer_id):
+                        answers.append(RedeemAnswer(outcome=await _redeem(conn, redeem)))
                 except ApplicationError as refused:
                     answers.append(RedeemAnswer(refusal=Refusal(type=refused.type or "", message=refused.message)))
         return RedeemAnswers(answers=answers)
@@ -266,6 +262,15 @@ class LedgerActivities:
         and its reversible orders."""
         async with self._pool.acquire() as conn:
             return await _memory(conn, load)
+
+
+@asynccontextmanager
+async def _under_customer_lock(conn: Connection, customer_id: str) -> AsyncIterator[None]:
+    """A transaction on `conn` that first takes the customer's lock; a `Rejected` inside leaves as its failure."""
+    with rejections_as_failures():
+        async with conn.transaction():
+            await lock_customer(conn, customer_id)
+            yield
 
 
 # -- grant ----------------------------------------------------------------------------------------
