@@ -4,10 +4,11 @@ Every value-changing call is an Update on the customer's wallet (`wallet:<custom
 update-with-start (conflict policy USE_EXISTING), so that the first grant creates the wallet and
 a later call restarts a wallet that completed; or, on a wallet this client saw running recently, a
 plain Update, which costs the server less (a redeem 1-2 ms less here) and falls back to
-update-with-start when the server says the wallet has no running run. The caller's id (lot, order, reversal) is the Temporal update id,
-suffixed with a digest of the payload: a retry of the same request is deduplicated by the server
-within a run and by the ledger across runs, and a different payload under the same id reaches
-the validators and is rejected as a conflict rather than answered from the first one.
+update-with-start when the server says the wallet has no running run. The caller's id (lot,
+order, reversal) is the Temporal update id, suffixed with a digest of the payload: a retry of the
+same request is deduplicated by the server within a run and by the ledger across runs, and a
+different payload under the same id reaches the validators and is rejected as a conflict rather
+than answered from the first one.
 
 Capacity answers are retried here with backoff until the call's deadline, because the ids make a
 retry safe. They are told apart by status code and failure type, never by message text:
