@@ -27,14 +27,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.ledger_writes import (
     activity_log,
+    closed_promotion,
     commit_to_budget,
     entry_amount,
     fetch_one,
     give_back,
+    is_dead,
     lock_customer,
     lot_for_update,
+    move_closed_report,
     origin,
-    past_expiry,
     publish,
     rejections_as_failures,
     take,
@@ -546,11 +548,23 @@ async def _restore(
             order_id=request.order_id,
             reversal_id=request.reversal_id,
         )
-        if past_expiry(row, reverse.as_of) or row["status"] in ("expired", "revoked"):
-            await write_off_again(conn, row, part, request.reversal_id, request.order_id)
-            if part.kind == "credit":
-                written_off.append(part)
+        if await _write_off_if_dead(conn, reverse, row, part):
+            written_off.append(part)
     return written_off
+
+
+async def _write_off_if_dead(conn: Connection, reverse: ReverseInput, row: Row, part: Applied) -> bool:
+    """Writes off at once what came back to a dead lot (expired, revoked, past its expiry, or
+    whose promotion has closed); True when that was a credit's value."""
+    request, dead = reverse.request, is_dead(row, reverse.as_of)
+    closed = await closed_promotion(conn, row, dead=dead)
+    if not dead and closed is None:
+        return False
+    reason = None if dead else "reversed into a lot whose promotion has closed"
+    written = await write_off_again(conn, row, part, request.reversal_id, request.order_id, reason=reason)
+    if closed is not None:
+        await move_closed_report(conn, closed, reversed_minor=part.amount, written_off=written)
+    return part.kind == "credit"
 
 
 async def _insert_reversal(conn: Connection, reversal: Reversal, digest: str) -> None:

@@ -7,7 +7,8 @@
 - `publish`: the outbox event, in the same transaction as the change it describes.
 - `take` and `give_back`: the only decrements and increments of a lot, each a conditional UPDATE
   backed by CHECK constraints, so a stale or concurrent caller cannot overspend.
-- `write_off_again`: value reversed into a lot that has expired or been revoked leaves it at once.
+- `write_off_again`: value reversed into a lot that has expired or been revoked (or whose promotion
+  has closed: `closed_promotion`) leaves it at once.
 - `commit_to_budget`: a promotion's (and its pool's) committed value moves only by a conditional
   UPDATE backed by CHECK constraints, so no caller can take it past the budget.
 """
@@ -26,6 +27,7 @@ from incentives.adapters.db import Connection
 from incentives.adapters.rows import Row
 from incentives.domain.errors import BudgetExhausted, InsufficientValue, Rejected, UnknownLot, to_failure
 from incentives.domain.models import Applied, EntryType, EventType
+from incentives.domain.promotions import promotion_workflow_id
 
 
 @contextlib.contextmanager
@@ -186,8 +188,53 @@ def past_expiry(row: Row, as_of: datetime) -> bool:
     return row["status"] not in ("expired", "revoked") and row["expires_at"] is not None and row["expires_at"] <= as_of
 
 
-async def write_off_again(conn: Connection, row: Row, part: Applied, reversal_id: str, order_id: str) -> Row:
-    """Value reversed into a lot past its expiry (or revoked) leaves it again at once.
+def is_dead(row: Row, as_of: datetime) -> bool:
+    """Whether value given back to this lot must leave it at once: it expired, was revoked, or is past its expiry."""
+    return past_expiry(row, as_of) or row["status"] in ("expired", "revoked")
+
+
+async def closed_promotion(conn: Connection, lot: Row, *, dead: bool) -> str | None:
+    """The lot's promotion when that promotion keeps the lot's clock and has closed. A closed
+    promotion's clock has stopped, so value given back to its lot is written off at once, as for an
+    expired lot. (A promotion closes only once none of its lots can get value back, so this finds
+    lots of promotions closed before that rule.) The promotion's row is locked whenever it may have
+    closed (the lot is dead, or the promotion reads closed): its closing locks the row to write the
+    final report, so it comes wholly before this write, or wholly after it."""
+    promotion_id = lot["promotion_id"]
+    if promotion_id is None or lot["clock_workflow_id"] != promotion_workflow_id(promotion_id):
+        return None
+    if (
+        not dead
+        and await conn.fetchval("SELECT state FROM promotions WHERE promotion_id = $1", promotion_id) != "closed"
+    ):
+        return None
+    state = await conn.fetchval("SELECT state FROM promotions WHERE promotion_id = $1 FOR UPDATE", promotion_id)
+    return promotion_id if state == "closed" else None
+
+
+async def move_closed_report(conn: Connection, promotion_id: str, *, reversed_minor: int, written_off: Row) -> None:
+    """A closed promotion's stored report, moved by a reversal into one of its lots (written off at
+    once): `reversed` by what came back, `expired` or `revoked` by what left again. Its outstanding
+    value does not move. So the stored report stays what the ledger says (`promotion report`)."""
+    left = reversed_minor if written_off["kind"] == "credit" else 0
+    figure = "revoked" if written_off["status"] == "revoked" else "expired"
+    await conn.execute(
+        """UPDATE promotions
+           SET report = report || jsonb_build_object('reversed', (report->>'reversed')::bigint + $2,
+                                                     $3::text, (report->>$3)::bigint + $4)
+           WHERE promotion_id = $1 AND state = 'closed' AND report IS NOT NULL""",
+        promotion_id,
+        reversed_minor,
+        figure,
+        left,
+    )
+
+
+async def write_off_again(
+    conn: Connection, row: Row, part: Applied, reversal_id: str, order_id: str, *, reason: str | None = None
+) -> Row:
+    """Value reversed into a lot past its expiry (or revoked, or whose promotion has closed) leaves
+    it again at once; `reason` says why on the ledger row when it is not the lot's own state.
 
     A lot whose expiry passed while it was used up was never expired (there was nothing to
     write off); it is marked expired now. A coupon holds no value, so only its status changes.
@@ -204,7 +251,8 @@ async def write_off_again(conn: Connection, row: Row, part: Applied, reversal_id
     )
     if amount == 0:
         return written
-    reason = "reversed into an expired lot" if entry_type == "expire" else "reversed into a revoked lot"
+    if reason is None:
+        reason = "reversed into an expired lot" if entry_type == "expire" else "reversed into a revoked lot"
     await write_entry(
         conn,
         entry_type=entry_type,

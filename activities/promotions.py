@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
+import asyncpg
 from temporalio import activity
 
 from activities.ledger_writes import activity_log, fetch_one, origin, rejections_as_failures
 from incentives.adapters.db import Connection, Pool
 from incentives.adapters.rows import Row
-from incentives.domain.errors import AudienceNotStaged, PoolConflict, PromotionConflict
+from incentives.domain.errors import AudienceNotStaged, BatchRefused, PoolConflict, PromotionConflict
 from incentives.domain.promotions import (
     BATCHES_IN_FLIGHT,
     BatchOutcome,
@@ -79,8 +80,19 @@ class PromotionActivities:
 
     @activity.defn(name="grant_batch")
     async def grant_batch(self, batch: GrantBatchInput) -> BatchOutcome:
-        """Grants one lot per eligible audience entry in [first, last] that fits the budget."""
-        return await _heartbeating(self._grant_batch(batch))
+        """Grants one lot per eligible audience entry in [first, last] that fits the budget. A batch
+        the database refuses for good (`_refused_for_good`) is `BatchRefused`, not retried."""
+        with rejections_as_failures():
+            try:
+                return await _heartbeating(self._grant_batch(batch))
+            except asyncpg.PostgresError as error:
+                if not _refused_for_good(error):
+                    raise
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+                activity_log(promotion_id=batch.promotion_id).error("batch refused by the database", error=reason)
+                raise BatchRefused(
+                    f"the database refused the batch from position {batch.first_position}: {reason}"
+                ) from None
 
     async def _grant_batch(self, batch: GrantBatchInput) -> BatchOutcome:
         log = activity_log(promotion_id=batch.promotion_id, first_position=batch.first_position)
@@ -104,7 +116,7 @@ class PromotionActivities:
         reminded, _ = await self._in_chunks(_REMIND, keeper, clock.as_of)
         expired, expired_value = await self._in_chunks(_EXPIRE, keeper, clock.as_of)
         async with self._pool.acquire() as conn:
-            state = await fetch_one(conn, _CLOCK_STATE, keeper)
+            state = await fetch_one(conn, _CLOCK_STATE, keeper, clock.as_of)
         outcome = ClockOutcome(
             activated=activated,
             reminded=reminded,
@@ -126,21 +138,25 @@ class PromotionActivities:
 
     @activity.defn(name="record_state")
     async def record_state(self, change: StateChange) -> PromotionFigures | None:
-        """Records the promotion's state; with `write_report`, its report from the ledger too."""
+        """Records the promotion's state; with `write_report`, its report from the ledger too. The
+        promotion's row is locked first: a write-off after close waits for it, then finds the
+        promotion closed and moves the stored report with it (`activities.ledger_writes`)."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await _lock(conn, change.promotion_id)
             figures = await promotion_figures(conn, change.promotion_id) if change.write_report else None
             report = None
             if figures is not None:
                 report = {"final": change.state == "closed", "as_of": change.as_of.isoformat(), **figures.model_dump()}
             await conn.execute(
                 """UPDATE promotions SET state = $2, report = coalesce($3::jsonb, report), updated_at = $4,
-                                         ends_at = $5
+                                         ends_at = $5, failure = $6
                    WHERE promotion_id = $1""",
                 change.promotion_id,
                 change.state,
                 report,
                 change.as_of,
                 change.ends_at,
+                change.failure,
             )
         activity_log(promotion_id=change.promotion_id).info("promotion state", state=change.state)
         return figures
@@ -160,14 +176,38 @@ class PromotionActivities:
 
 async def _heartbeating(work: Awaitable[T]) -> T:
     """Awaits `work`, heartbeating meanwhile: a worker that dies mid-batch is noticed in seconds,
-    not at the activity's start-to-close timeout, and the batch is retried elsewhere."""
+    not at the activity's start-to-close timeout, and the batch is retried elsewhere.
+
+    When the activity is cancelled (the workflow cancelled it, the heartbeat timed out, the worker
+    shuts down), so is `work`: its transaction is rolled back before this returns, so nothing
+    keeps writing while Temporal retries the activity elsewhere. If `work` had already finished,
+    its result stands (it committed)."""
     task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=_HEARTBEAT_EVERY)
-        if done:
-            return task.result()
-        if activity.in_activity():
-            activity.heartbeat()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_HEARTBEAT_EVERY)
+            if done:
+                return task.result()
+            if activity.in_activity():
+                activity.heartbeat()
+    except asyncio.CancelledError:
+        task.cancel()  # does nothing if it already finished
+        return await task  # its result if it committed first; else its cancellation, once rolled back
+
+
+# Constraints a concurrent writer can trip and a retry resolves: the budget, max_grants and the
+# pool are guarded by CHECKs that refuse an overrun, and the retry grants what fits under the lock.
+_RETRYABLE_CONSTRAINTS = frozenset({"within_budget", "within_max_grants", "pool_within_cap"})
+
+
+def _refused_for_good(error: asyncpg.PostgresError) -> bool:
+    """A data or integrity error no retry can change (a lot's own CHECK, a value out of range);
+    not a unique key (two attempts of one batch racing) nor a budget CHECK (a race a retry resolves)."""
+    if isinstance(error, asyncpg.UniqueViolationError):
+        return False
+    if isinstance(error, asyncpg.IntegrityConstraintViolationError):
+        return getattr(error, "constraint_name", None) not in _RETRYABLE_CONSTRAINTS
+    return isinstance(error, asyncpg.DataError)
 
 
 # -- open -----------------------------------------------------------------------------------------
@@ -294,7 +334,7 @@ async def _room(conn: Connection, promotion: Row, terms: PromotionTerms, *, lock
                 + (" FOR UPDATE" if lock else ""),
                 promotion["pool_id"],
             )
-            room.append((pool["left_minor"] // terms.grant_cost, "budget"))
+            room.append((pool["left_minor"] // terms.grant_cost, "pool"))
     return min(room, default=(2**62, "budget"))
 
 
@@ -479,7 +519,7 @@ SELECT count(*) AS lots, 0::bigint AS value FROM done
 _WRITE_OFF = """
 WITH due AS (
     SELECT lot_id, remaining_minor FROM lots
-    WHERE clock_workflow_id = $1 AND status IN ('pending', 'active') AND {due}
+    WHERE clock_workflow_id = $1 AND status IN ({live}) AND {due}
     ORDER BY lot_id LIMIT $3 FOR UPDATE
 ),
 done AS (
@@ -499,17 +539,30 @@ events AS (
 )
 SELECT count(*) AS lots, coalesce(sum(amount), 0)::bigint AS value FROM done
 """
-_EXPIRE = _WRITE_OFF.format(due="expires_at <= $2", status="expired", entry="expire", reason="NULL::text")
-_REVOKE = _WRITE_OFF.format(due="$2::timestamptz IS NOT NULL", status="revoked", entry="revoke", reason="$6::text")
+_EXPIRE = _WRITE_OFF.format(
+    live="'pending', 'active'", due="expires_at <= $2", status="expired", entry="expire", reason="NULL::text"
+)
+# Revoking a cancelled promotion's outstanding lots takes its used-up lots too: value a reversal
+# would bring back to them later is then written off at once, so the promotion can close now.
+_REVOKE = _WRITE_OFF.format(
+    live="'pending', 'active', 'used_up'",
+    due="$2::timestamptz IS NOT NULL",
+    status="revoked",
+    entry="revoke",
+    reason="$6::text",
+)
 
-# How many of the promotion's lots are live, and the next instant any of them is due.
+# How many of the promotion's lots still hold value or may get some back (a used-up lot before its
+# expiry: a reversal restores value to it), and the next instant any of them is due. The promotion
+# closes only when none is left, so every lot that holds value has a running clock.
 _CLOCK_STATE = """
 SELECT count(*) AS holding,
        least(min(effective_at) FILTER (WHERE status = 'pending'),
              min(expires_at - remind_before) FILTER (
-                 WHERE reminded_at IS NULL AND (remaining_minor > 0 OR uses_left > 0)),
+                 WHERE status <> 'used_up' AND reminded_at IS NULL AND (remaining_minor > 0 OR uses_left > 0)),
              min(expires_at)) AS next_due
-FROM lots WHERE clock_workflow_id = $1 AND status IN ('pending', 'active')
+FROM lots
+WHERE clock_workflow_id = $1 AND (status IN ('pending', 'active') OR (status = 'used_up' AND expires_at > $2))
 """
 
 

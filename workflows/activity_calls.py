@@ -75,10 +75,8 @@ with workflow.unsafe.imports_passed_through():
         RevokeOutstanding,
         StateChange,
     )
+    from workflows.patches import LOCAL_LEDGER_CALLS
 
-LOCAL_LEDGER_CALLS = "local-ledger-calls"
-FIRST_CALL_LOADS = "first-call-loads"
-BATCHED_REDEEMS = "batched-redeems"
 # Wallets started before LOCAL_LEDGER_CALLS: their Update calls gave up after this.
 REGULAR_UPDATE_CALL_DEADLINE = timedelta(seconds=30)
 _RETRY = RetryPolicy(
@@ -224,6 +222,24 @@ async def open_promotion(arg: OpenPromotion) -> None:
 
 async def grant_batch(arg: GrantBatchInput) -> BatchOutcome:
     return await _bulk(PromotionActivities.grant_batch, arg)
+
+
+def start_grant_batch(arg: GrantBatchInput) -> workflow.ActivityHandle[BatchOutcome]:
+    """The batch as a handle the promotion can cancel; a cancel waits until the activity has
+    stopped (its transaction rolled back, or committed first), so the promotion knows which."""
+    return workflow.start_activity_method(
+        PromotionActivities.grant_batch,
+        arg,
+        start_to_close_timeout=_BULK_START_TO_CLOSE,
+        heartbeat_timeout=_BULK_HEARTBEAT,
+        retry_policy=_BULK_RETRY,
+        cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+
+
+async def batch_outcome(handle: workflow.ActivityHandle[BatchOutcome]) -> BatchOutcome:
+    """A started batch's outcome; a refusal surfaces as the rule's own failure."""
+    return await _refusals_as_failures(handle)
 
 
 async def tick_clock(arg: ClockInput) -> ClockOutcome:

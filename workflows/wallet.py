@@ -79,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
     from incentives.domain.money import format_money
     from incentives.domain.recent_orders import RecentOrders
     from workflows import activity_calls
+    from workflows.patches import BATCHED_REDEEMS, FIRST_CALL_LOADS
 
 WALLET_WORKFLOW = "Wallet"
 Arg = TypeVar("Arg", bound=Model)
@@ -142,7 +143,7 @@ class WalletWorkflow:
         started the run (update-with-start; its handler runs before this) loads it with its own
         ledger call, and this waits; it loads by itself for a run started without an Update, or
         when the ledger refused that Update (which loaded nothing)."""
-        if workflow.patched(activity_calls.FIRST_CALL_LOADS):
+        if workflow.patched(FIRST_CALL_LOADS):
             await workflow.wait_condition(lambda: self._loaded or not self._loading)
             if self._loaded:
                 return
@@ -238,7 +239,7 @@ class WalletWorkflow:
     async def _ready(self) -> LoadWalletInput | None:
         """None once the memory is loaded. The first Update of a run started without memory, while
         nobody loads it yet, is given the load instead, to make in its own ledger call."""
-        if not self._loaded and not self._loading and workflow.patched(activity_calls.FIRST_CALL_LOADS):
+        if not self._loaded and not self._loading and workflow.patched(FIRST_CALL_LOADS):
             self._loading = True
             return self._load_input()
         await workflow.wait_condition(lambda: self._loaded)
@@ -288,7 +289,7 @@ class WalletWorkflow:
     @workflow.update
     async def redeem(self, request: RedeemRequest) -> Redemption:
         load = await self._ready()
-        if load is None and workflow.patched(activity_calls.BATCHED_REDEEMS):
+        if load is None and workflow.patched(BATCHED_REDEEMS):
             return await self._redeem_in_turn(request)
         async with self._lock:
             redeem = RedeemInput(request=request, as_of=workflow.now())

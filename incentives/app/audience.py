@@ -34,22 +34,62 @@ class _Checksummed:
         return self._hash.hexdigest()
 
 
-async def stage_audience(pool: Pool, promotion_id: str, ids: Iterable[str], *, first_load: bool) -> AudienceLoad:
+async def stage_audience(
+    pool: Pool, promotion_id: str, ids: Iterable[str], *, first_load: bool, terms_digest: str | None = None
+) -> AudienceLoad:
     """Stages `ids` (validated by the caller) as the promotion's next audience load.
 
     `first_load`: the spec's own audience. Staging it again with the same ids returns it; with
     other ids it is a conflict (a promotion's audience is part of what was started). A later load
-    (`add-audience`) is new unless the same ids were staged before.
+    (`add-audience`) is new unless the same ids were staged before. `terms_digest`: the promotion's
+    id is claimed for these terms first, under the same lock and in the same transaction, so two
+    starts of different terms cannot both pass; other terms under a claimed id are refused, and
+    nothing is staged.
     """
     records = _Checksummed(ids)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('audience:' || $1, 0))", promotion_id)
+        if terms_digest is not None:
+            await _claim(conn, promotion_id, terms_digest)
         await conn.execute("CREATE TEMP TABLE staged_audience (line bigint, customer_id text) ON COMMIT DROP")
         await conn.copy_records_to_table("staged_audience", records=records, columns=["line", "customer_id"])
         existing = await _existing(conn, promotion_id, records.checksum, first_load=first_load)
         if existing is not None:
             return existing
         return await _insert_load(conn, promotion_id, records.checksum)
+
+
+async def unstage_audience(pool: Pool, promotion_id: str, load: AudienceLoad) -> None:
+    """Removes a later load the promotion refused: a refused `add-audience` leaves nothing staged.
+    The spec's own audience (load 0) is never removed."""
+    if load.load_no == 0:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('audience:' || $1, 0))", promotion_id)
+        deleted = await conn.execute(
+            "DELETE FROM promotion_audience_loads WHERE promotion_id = $1 AND load_no = $2 AND checksum = $3",
+            promotion_id,
+            load.load_no,
+            load.checksum,
+        )
+        if deleted == "DELETE 1":
+            await conn.execute(
+                "DELETE FROM promotion_audience WHERE promotion_id = $1 AND position BETWEEN $2 AND $3",
+                promotion_id,
+                load.first_position,
+                load.first_position + load.size - 1,
+            )
+
+
+async def _claim(conn: Connection, promotion_id: str, terms_digest: str) -> None:
+    await conn.execute(
+        "INSERT INTO promotion_claims (promotion_id, terms_digest) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        promotion_id,
+        terms_digest,
+    )
+    claimed = await conn.fetchval("SELECT terms_digest FROM promotion_claims WHERE promotion_id = $1", promotion_id)
+    if claimed != terms_digest:
+        raise PromotionConflict(f"promotion {promotion_id} already exists with different terms")
 
 
 async def _existing(conn: Connection, promotion_id: str, checksum: str, *, first_load: bool) -> AudienceLoad | None:

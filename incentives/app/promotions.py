@@ -1,8 +1,9 @@
 """`PromotionsClient`: start a promotion, control it, read it. The CLI's one implementation.
 
-Starting stages the audience in Postgres (`incentives.app.audience`), then starts the promotion's
-workflow (`promotion:<id>`). Starting the same terms and audience again is harmless and says so;
-other terms under an existing id are refused before anything is staged or started.
+Starting claims the promotion's id for its terms and stages the audience in Postgres in one
+transaction (`incentives.app.audience`), then starts the promotion's workflow (`promotion:<id>`).
+Starting the same terms and audience again is harmless and says so; other terms under a claimed id
+are refused before anything is staged or started. `PromotionBooks` reads Postgres alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio.client import (
@@ -25,6 +26,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.promotions import promotion_figures, promotion_movements
@@ -33,22 +35,30 @@ from incentives.adapters.migrations import connect_database
 from incentives.adapters.rows import Row
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
-from incentives.app.audience import stage_audience
+from incentives.app.audience import stage_audience, unstage_audience
 from incentives.app.client import DEFAULT_CALL_TIMEOUT
-from incentives.domain.errors import InvalidCombination, OutcomeUnknown, PromotionConflict, UnknownLot, from_failure
+from incentives.domain.errors import (
+    InvalidCombination,
+    OutcomeUnknown,
+    PromotionConflict,
+    Rejected,
+    UnknownLot,
+    from_failure,
+)
 from incentives.domain.models import Model
 from incentives.domain.promotions import (
     BATCH_SIZE,
     MAX_HISTORY_EVENTS,
     AudienceLoad,
     CancelRequest,
+    ControlOutcome,
     Extend,
     PromotionFigures,
     PromotionInput,
-    PromotionProgress,
     PromotionStatus,
     PromotionTerms,
     promotion_workflow_id,
+    refuse_grants_nothing,
 )
 from incentives.domain.search_attributes import INCENTIVE_STATE, PROMOTION_ID
 from workflows.promotion import PromotionWorkflow
@@ -80,131 +90,25 @@ async def connect_promotions(settings: Settings | None = None) -> AsyncIterator[
         await pool.close()
 
 
-class PromotionsClient:
-    def __init__(
-        self,
-        temporal: Client,
-        pool: Pool,
-        *,
-        task_queue: str,
-        default_timeout: timedelta = DEFAULT_CALL_TIMEOUT,
-        batch_size: int = BATCH_SIZE,
-        history_limit: int = MAX_HISTORY_EVENTS,
-    ) -> None:
-        self._temporal = temporal
+@asynccontextmanager
+async def connect_promotion_books(settings: Settings | None = None) -> AsyncIterator[PromotionBooks]:
+    """`PromotionBooks` on the configured Postgres alone: status, list and report work while
+    Temporal is down, as they read only Postgres."""
+    settings = settings or Settings()
+    pool = await connect_database(settings, max_size=2)
+    try:
+        yield PromotionBooks(pool)
+    finally:
+        await pool.close()
+
+
+class PromotionBooks:
+    """A promotion as Postgres has it: state, counters and books (the truth, and there once it closed)."""
+
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
-        self._task_queue = task_queue
-        self._default_timeout = default_timeout
-        self._batch_size = batch_size
-        self._history_limit = history_limit
-
-    async def start(self, terms: PromotionTerms, customer_ids: Iterable[str]) -> Started:
-        """Stages the audience and starts the workflow; the same terms and audience again start nothing."""
-        await self._check_terms(terms)
-        load = await stage_audience(self._pool, terms.promotion_id, customer_ids, first_load=True)
-        workflow_id = promotion_workflow_id(terms.promotion_id)
-        running = await self._existing_run(workflow_id)
-        if running is not None:
-            return Started(
-                promotion_id=terms.promotion_id, workflow_id=workflow_id, run_id=running, started=False, audience=load
-            )
-        handle = await self._temporal.start_workflow(
-            PromotionWorkflow.run,
-            PromotionInput(terms=terms, audience=load, batch_size=self._batch_size, history_limit=self._history_limit),
-            id=workflow_id,
-            task_queue=self._task_queue,
-            # Two starts racing: the second joins the first. A promotion that closed stays closed.
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(PROMOTION_ID, terms.promotion_id),
-                    SearchAttributePair(INCENTIVE_STATE, "scheduled"),
-                ]
-            ),
-        )
-        return Started(
-            promotion_id=terms.promotion_id,
-            workflow_id=workflow_id,
-            run_id=handle.first_execution_run_id,
-            started=True,
-            audience=load,
-        )
-
-    async def _existing_run(self, workflow_id: str) -> str | None:
-        """The first run id of the promotion's workflow if it was ever started, running or not."""
-        try:
-            description = await self._temporal.get_workflow_handle(workflow_id).describe()
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-        return description.run_id
-
-    async def _check_terms(self, terms: PromotionTerms) -> None:
-        """Refuses other terms under an existing id, and a pool named with another cap, up front."""
-        async with self._pool.acquire() as conn:
-            digest = await conn.fetchval(
-                "SELECT terms_digest FROM promotions WHERE promotion_id = $1", terms.promotion_id
-            )
-            pool = terms.budget.pool
-            cap = None
-            if pool is not None:
-                cap = await conn.fetchrow(
-                    "SELECT currency, cap_minor FROM promotion_pools WHERE pool_id = $1", pool.pool_id
-                )
-        if digest is not None and digest != terms.digest():
-            raise PromotionConflict(f"promotion {terms.promotion_id} already exists with different terms")
-        if (
-            pool is not None
-            and cap is not None
-            and (cap["currency"], cap["cap_minor"]) != (terms.currency, pool.amount)
-        ):
-            raise InvalidCombination(
-                "budget.pool.amount",
-                f"pool {pool.pool_id} already has a cap of {cap['cap_minor']} minor units of {cap['currency']}; "
-                "every promotion naming it must give the same",
-            )
-
-    async def add_audience(
-        self, promotion_id: str, customer_ids: Iterable[str], *, timeout: timedelta | None = None
-    ) -> PromotionProgress:
-        await self.status(promotion_id)  # an unknown promotion is refused before staging
-        load = await stage_audience(self._pool, promotion_id, customer_ids, first_load=False)
-        handle = self._handle(promotion_id)
-        return await self._control(
-            promotion_id,
-            timeout,
-            handle.execute_update(PromotionWorkflow.add_audience, load, id=f"add-audience:{load.load_no}"),
-        )
-
-    async def pause(self, promotion_id: str, *, timeout: timedelta | None = None) -> PromotionProgress:
-        return await self._control(
-            promotion_id, timeout, self._handle(promotion_id).execute_update(PromotionWorkflow.pause)
-        )
-
-    async def resume(self, promotion_id: str, *, timeout: timedelta | None = None) -> PromotionProgress:
-        return await self._control(
-            promotion_id, timeout, self._handle(promotion_id).execute_update(PromotionWorkflow.resume)
-        )
-
-    async def cancel(
-        self, promotion_id: str, *, revoke_outstanding: bool = False, timeout: timedelta | None = None
-    ) -> PromotionProgress:
-        request = CancelRequest(revoke_outstanding=revoke_outstanding)
-        handle = self._handle(promotion_id)
-        return await self._control(promotion_id, timeout, handle.execute_update(PromotionWorkflow.cancel, request))
-
-    async def extend(
-        self, promotion_id: str, ends_at: datetime, *, timeout: timedelta | None = None
-    ) -> PromotionProgress:
-        handle = self._handle(promotion_id)
-        return await self._control(
-            promotion_id, timeout, handle.execute_update(PromotionWorkflow.extend, Extend(ends_at=ends_at))
-        )
 
     async def status(self, promotion_id: str) -> PromotionStatus:
-        """The promotion as Postgres has it: state, counters and books (the truth, and there once it closed)."""
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             row = await conn.fetchrow(_STATUS, promotion_id)
             if row is None:
@@ -223,6 +127,124 @@ class PromotionsClient:
         async with self._pool.acquire() as conn:
             figures = await promotion_figures(conn, promotion_id)
         return figures, status.state == "closed"
+
+
+class PromotionsClient(PromotionBooks):
+    def __init__(
+        self,
+        temporal: Client,
+        pool: Pool,
+        *,
+        task_queue: str,
+        default_timeout: timedelta = DEFAULT_CALL_TIMEOUT,
+        batch_size: int = BATCH_SIZE,
+        history_limit: int = MAX_HISTORY_EVENTS,
+    ) -> None:
+        super().__init__(pool)
+        self._temporal = temporal
+        self._task_queue = task_queue
+        self._default_timeout = default_timeout
+        self._batch_size = batch_size
+        self._history_limit = history_limit
+
+    async def start(
+        self, terms: PromotionTerms, customer_ids: Iterable[str], *, now: datetime | None = None
+    ) -> Started:
+        """Claims the promotion's id for these terms and stages the audience (one transaction: other
+        terms under a claimed id are refused with nothing staged), then starts the workflow. The
+        same terms and audience again start nothing, and say so; so does a start that loses a race
+        to another start of the same spec."""
+        refuse_grants_nothing(terms, now or datetime.now(UTC))
+        await self._check_pool(terms)
+        load = await stage_audience(
+            self._pool, terms.promotion_id, customer_ids, first_load=True, terms_digest=terms.digest()
+        )
+        workflow_id = promotion_workflow_id(terms.promotion_id)
+        try:
+            handle = await self._temporal.start_workflow(
+                PromotionWorkflow.run,
+                PromotionInput(
+                    terms=terms, audience=load, batch_size=self._batch_size, history_limit=self._history_limit
+                ),
+                id=workflow_id,
+                task_queue=self._task_queue,
+                # Exactly one start wins; a promotion that closed stays closed.
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(PROMOTION_ID, terms.promotion_id),
+                        SearchAttributePair(INCENTIVE_STATE, "scheduled"),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError as already:
+            run_id, started = already.run_id, False
+        else:
+            run_id, started = handle.first_execution_run_id, True
+        return Started(
+            promotion_id=terms.promotion_id, workflow_id=workflow_id, run_id=run_id, started=started, audience=load
+        )
+
+    async def _check_pool(self, terms: PromotionTerms) -> None:
+        """Refuses a pool named with another cap than the one it has, up front."""
+        pool = terms.budget.pool
+        if pool is None:
+            return
+        async with self._pool.acquire() as conn:
+            cap = await conn.fetchrow(
+                "SELECT currency, cap_minor FROM promotion_pools WHERE pool_id = $1", pool.pool_id
+            )
+        if cap is not None and (cap["currency"], cap["cap_minor"]) != (terms.currency, pool.amount):
+            raise InvalidCombination(
+                "budget.pool.amount",
+                f"pool {pool.pool_id} already has a cap of {cap['cap_minor']} minor units of {cap['currency']}; "
+                "every promotion naming it must give the same",
+            )
+
+    async def add_audience(
+        self, promotion_id: str, customer_ids: Iterable[str], *, timeout: timedelta | None = None
+    ) -> ControlOutcome:
+        """Stages the customers as the promotion's next audience load and hands it to the promotion.
+        Refused when the promotion no longer grants (before anything is staged) or when the promotion
+        refuses the load (what was staged is removed): a refusal leaves nothing behind."""
+        status = await self.status(promotion_id)  # an unknown promotion is refused before staging
+        if status.state not in LIVE_STATES:
+            raise PromotionConflict(f"cannot add an audience to promotion {promotion_id}: it is {status.state}")
+        load = await stage_audience(self._pool, promotion_id, customer_ids, first_load=False)
+        handle = self._handle(promotion_id)
+        try:
+            return await self._control(
+                promotion_id,
+                timeout,
+                handle.execute_update(PromotionWorkflow.add_audience, load, id=f"add-audience:{load.load_no}"),
+            )
+        except Rejected:
+            await unstage_audience(self._pool, promotion_id, load)
+            raise
+
+    async def pause(self, promotion_id: str, *, timeout: timedelta | None = None) -> ControlOutcome:
+        return await self._control(
+            promotion_id, timeout, self._handle(promotion_id).execute_update(PromotionWorkflow.pause)
+        )
+
+    async def resume(self, promotion_id: str, *, timeout: timedelta | None = None) -> ControlOutcome:
+        return await self._control(
+            promotion_id, timeout, self._handle(promotion_id).execute_update(PromotionWorkflow.resume)
+        )
+
+    async def cancel(
+        self, promotion_id: str, *, revoke_outstanding: bool = False, timeout: timedelta | None = None
+    ) -> ControlOutcome:
+        request = CancelRequest(revoke_outstanding=revoke_outstanding)
+        handle = self._handle(promotion_id)
+        return await self._control(promotion_id, timeout, handle.execute_update(PromotionWorkflow.cancel, request))
+
+    async def extend(self, promotion_id: str, ends_at: datetime, *, timeout: timedelta | None = None) -> ControlOutcome:
+        handle = self._handle(promotion_id)
+        return await self._control(
+            promotion_id, timeout, handle.execute_update(PromotionWorkflow.extend, Extend(ends_at=ends_at))
+        )
 
     def _handle(self, promotion_id: str) -> WorkflowHandle[PromotionWorkflow, PromotionFigures]:
         return self._temporal.get_workflow_handle_for(PromotionWorkflow.run, promotion_workflow_id(promotion_id))
@@ -254,6 +276,8 @@ SELECT p.*, coalesce((SELECT sum(size) FROM promotion_audience_loads l WHERE l.p
        AS audience
 FROM promotions p WHERE p.promotion_id = $1
 """
+# The states in which a promotion still takes controls that change its granting.
+LIVE_STATES = ("scheduled", "granting", "paused", "active")
 
 
 def _status(r: Row, moved: Row) -> PromotionStatus:
@@ -276,8 +300,9 @@ def _status(r: Row, moved: Row) -> PromotionStatus:
         reversed=moved["reversed"],
         expired=moved["expired"],
         revoked=moved["revoked"],
-        starts_at=terms.starts_at,
+        starts_at=terms.starts_at or r["created_at"],
         ends_at=r["ends_at"],
+        failure=r["failure"],
         report=PromotionFigures.model_validate({k: v for k, v in report.items() if k not in ("final", "as_of")})
         if report
         else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 
 from rich.console import Console
 from rich.table import Table
@@ -17,14 +18,22 @@ def _skipped(skipped: dict[str, int]) -> str:
     return ", ".join(f"{n:,} ({reason})" for reason, n in sorted(skipped.items())) or "none"
 
 
+def _instant(instant: datetime | None, otherwise: str) -> str:
+    return otherwise if instant is None else f"{instant:%Y-%m-%d %H:%M}"
+
+
+def _schedule(starts_at: datetime | None, ends_at: datetime | None) -> str:
+    return f"{_instant(starts_at, 'once started')} → {_instant(ends_at, 'when its last lot closes')}"
+
+
 def print_status(console: Console, status: PromotionStatus) -> None:
     money = functools.partial(format_money, currency=status.currency)
     table = Table(title=f"Promotion {status.promotion_id}: {status.name}", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
     rows = [
-        ("state", status.state),
-        ("schedule (UTC)", f"{status.starts_at:%Y-%m-%d %H:%M} → {status.ends_at:%Y-%m-%d %H:%M}"),
+        ("state", status.state if status.failure is None else f"{status.state} (granting failed: {status.failure})"),
+        ("schedule (UTC)", _schedule(status.starts_at, status.ends_at)),
         ("audience", f"{status.processed:,} of {status.audience:,} processed"),
         ("granted", f"{status.granted:,} lots"),
         ("skipped", _skipped(status.skipped)),
@@ -53,7 +62,7 @@ def print_list(console: Console, statuses: list[PromotionStatus]) -> None:
             status.state,
             f"{status.granted:,}",
             format_money(status.committed, status.currency),
-            f"{status.ends_at:%Y-%m-%d %H:%M}",
+            _instant(status.ends_at, "no end"),
         )
     console.print(table)
 
@@ -96,7 +105,7 @@ def print_check(console: Console, terms: PromotionTerms, audience: int, duplicat
     table.add_column("value")
     for what, shown in (
         ("gives", f"{terms.kind}: {value}"),
-        ("schedule (UTC)", f"{terms.starts_at:%Y-%m-%d %H:%M} → {terms.ends_at:%Y-%m-%d %H:%M}"),
+        ("schedule (UTC)", _schedule(terms.starts_at, terms.ends_at)),
         ("expires", expiry),
         ("audience", f"{audience:,} customers ({duplicates:,} duplicates counted once)"),
         ("grants that fit", f"{grants:,}"),

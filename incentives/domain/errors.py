@@ -161,6 +161,11 @@ class BudgetExhausted(Rejected):
     """A coupon's discount would take its promotion (or its pool) past the budget."""
 
 
+class BatchRefused(Rejected):
+    """The database refused a promotion's grant batch for good (a constraint, or a value out of
+    range): retrying cannot help, so granting stops and the promotion is `failed`."""
+
+
 class Unavailable(IncentivesError):
     """Temporal or Postgres cannot be reached; nothing was sent."""
 
@@ -197,6 +202,7 @@ REJECTIONS: dict[str, type[Rejected]] = {
         PoolConflict,
         AudienceNotStaged,
         BudgetExhausted,
+        BatchRefused,
     )
 }
 

@@ -35,9 +35,9 @@ MAX_HISTORY_EVENTS = 1_500
 # backend, and two keep both cores of a small machine busy (three measured slower there).
 BATCHES_IN_FLIGHT = 2
 
-PromotionState = Literal["scheduled", "granting", "paused", "active", "ended", "cancelled", "closed"]
+PromotionState = Literal["scheduled", "granting", "paused", "active", "ended", "cancelled", "failed", "closed"]
 # Why an audience entry got no lot.
-SkipReason = Literal["budget", "max_grants", "per_customer", "lot_id_taken", "ended", "cancelled"]
+SkipReason = Literal["budget", "pool", "max_grants", "per_customer", "lot_id_taken", "ended", "cancelled"]
 
 
 def check_promotion_id(value: str, field: str = "id") -> str:
@@ -110,6 +110,23 @@ class Validity(Model):
         return wave + self.expires_after
 
 
+def check_grants_outlive(validity: Validity, ends_at: datetime, field: str) -> None:
+    """A lot granted at the last instant of granting must still be usable before a fixed expiry:
+    Postgres refuses a lot that expires before it becomes effective (`expiry_after_effective`)."""
+    if validity.expires_at is None:
+        return
+    if validity.expires_at <= ends_at:
+        raise InvalidCombination(
+            "validity.expires_at", f"must be after {field}: lots granted at the end must be usable"
+        )
+    if validity.effective_after is not None and ends_at + validity.effective_after >= validity.expires_at:
+        raise InvalidCombination(
+            "validity.effective_after",
+            f"a lot granted at {field} would become usable at {ends_at + validity.effective_after:%Y-%m-%dT%H:%M:%SZ}, "
+            f"not before validity.expires_at ({validity.expires_at:%Y-%m-%dT%H:%M:%SZ})",
+        )
+
+
 class PromotionTerms(Model):
     """What a promotion grants, to whom at most, and when. Carried in the workflow's input: no
     audience here (it lives in Postgres), so the history stays small whatever the audience size."""
@@ -122,8 +139,10 @@ class PromotionTerms(Model):
     coupon: CouponTerms | None = None
     validity: Validity
     budget: Budget
-    starts_at: Instant
-    ends_at: Instant
+    starts_at: Instant | None = Field(default=None, description="when granting begins; None: once started")
+    ends_at: Instant | None = Field(
+        default=None, description="when granting stops; None: no end of its own (it ends when its last lot closes)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> PromotionTerms:
@@ -131,12 +150,22 @@ class PromotionTerms(Model):
             raise InvalidCombination("value", "a credit promotion gives an amount")
         if self.kind == "coupon" and (self.coupon is None or self.amount is not None):
             raise InvalidCombination("value", "a coupon promotion gives percent or amount off")
-        if self.ends_at <= self.starts_at:
+        if self.ends_at is not None and self.starts_at is not None and self.ends_at <= self.starts_at:
             raise InvalidCombination("schedule.ends_at", "must be after schedule.starts_at")
-        if self.validity.expires_at is not None and self.validity.expires_at <= self.ends_at:
-            # A lot granted just before the end must still be usable.
-            raise InvalidCombination("validity.expires_at", "must be after schedule.ends_at")
+        if self.ends_at is not None:
+            check_grants_outlive(self.validity, self.ends_at, "schedule.ends_at")
         return self
+
+    def grant_until(self, ends_at: datetime | None) -> datetime | None:
+        """When granting must stop, given the promotion's current end (`ends_at`, which `extend`
+        moves): that end, or, without one, the last instant a lot granted could still become
+        usable before a fixed expiry; None when nothing bounds it."""
+        if ends_at is not None:
+            return ends_at
+        validity = self.validity
+        if validity.expires_at is None:
+            return None
+        return validity.expires_at - (validity.effective_after or timedelta(0))
 
     @property
     def grant_cost(self) -> int:
@@ -161,6 +190,26 @@ class PromotionTerms(Model):
         assert self.coupon is not None, "a coupon promotion has coupon terms"
         per_use = self.coupon.amount_off or self.coupon.cap
         return None if per_use is None else per_use * self.coupon.uses * grants
+
+
+def refuse_grants_nothing(terms: PromotionTerms, now: datetime) -> None:
+    """Refuses terms under which the promotion could grant nothing, as of `now`: a credit worth
+    more than the whole budget (or pool), or granting that can only begin after it must stop. An
+    error, not a warning: a promotion that grants nothing is never what its team meant, and a
+    warning line is easy to miss where only the exit code is read (a CI job, a script)."""
+    if terms.amount is not None and terms.budget.amount < terms.amount:
+        raise InvalidCombination(
+            "budget.amount", f"{terms.budget.amount} is less than one grant ({terms.amount}): nothing could be granted"
+        )
+    pool = terms.budget.pool
+    if terms.amount is not None and pool is not None and pool.amount < terms.amount:
+        raise InvalidCombination(
+            "budget.pool.amount", f"{pool.amount} is less than one grant ({terms.amount}): nothing could be granted"
+        )
+    until = terms.grant_until(terms.ends_at)
+    if until is not None and until <= max(now, terms.starts_at or now):
+        field = "schedule.ends_at" if terms.ends_at is not None else "validity.expires_at"
+        raise InvalidCombination(field, f"granting would end at {until:%Y-%m-%dT%H:%M:%SZ}, before it can begin")
 
 
 class AudienceLoad(Model):
@@ -246,9 +295,10 @@ class PromotionStatus(Model):
     reversed: MinorUnits
     expired: MinorUnits
     revoked: MinorUnits
-    starts_at: Instant
-    ends_at: Instant
+    starts_at: Instant = Field(description="when granting began, or begins (the spec's, or when it was started)")
+    ends_at: Instant | None = Field(description="when granting stops; null: no end of its own")
     report: PromotionFigures | None = Field(description="the report written when it ended or closed")
+    failure: str | None = Field(default=None, description="why granting stopped for good, when a batch failed")
 
 
 class Extend(Model):
@@ -260,9 +310,10 @@ class StateChange(Model):
 
     promotion_id: PromotionId
     state: PromotionState
-    ends_at: Instant
+    ends_at: Instant | None
     as_of: Instant
     write_report: bool = False
+    failure: str | None = None
 
 
 class RevokeOutstanding(Model):
@@ -285,7 +336,7 @@ class PromotionProgress(BaseModel):
     promotion_id: str
     state: PromotionState = "scheduled"
     resume_to: PromotionState | None = Field(default=None, description="the state a pause interrupted")
-    ends_at: Instant
+    ends_at: Instant | None = Field(description="when granting stops; None: no end of its own")
     loads: list[AudienceLoad]
     waves: dict[int, Instant] = Field(default_factory=dict, description="load number -> when its granting began")
     next_position: int = 1
@@ -296,10 +347,11 @@ class PromotionProgress(BaseModel):
     holding: int = Field(default=0, description="lots granted and still pending or active, as last counted")
     next_due: Instant | None = None
     opened: bool = False
-    recorded: tuple[PromotionState, datetime] | None = Field(
+    recorded: tuple[PromotionState, datetime | None] | None = Field(
         default=None, description="the state and end last written to Postgres"
     )
     revoke_outstanding: bool = False
+    failure: str | None = Field(default=None, description="why granting stopped for good (state failed)")
 
     @property
     def audience(self) -> int:
@@ -316,3 +368,12 @@ class PromotionInput(Model):
 
 class CancelRequest(Model):
     revoke_outstanding: bool = False
+
+
+class ControlOutcome(PromotionProgress):
+    """A control's answer: what this control did (`effect`), then the promotion as it is once its
+    state is recorded. A later control may have changed that state meanwhile; `effect` says so."""
+
+    effect: str = Field(
+        description="what this control did: 'paused', 'already paused', 'paused, then superseded by cancel', ..."
+    )

@@ -37,7 +37,7 @@ class PromotionThatSkipsOpening(PromotionWorkflow):
         return await super().run(start)
 
     async def _record_state(self, *, write_report: bool = False) -> PromotionFigures | None:
-        if self._p.state == "scheduled":
-            self._p.recorded = (self._p.state, self._p.ends_at)
+        if self._progress.state == "scheduled":
+            self._progress.recorded = (self._progress.state, self._progress.ends_at)
             return None
         return await super()._record_state(write_report=write_report)

@@ -133,6 +133,7 @@ async def promotion_lifecycle(promotions: PromotionsClient, promotion_id: str) -
     await promotions.resume(promotion_id)
     await promotions.add_audience(promotion_id, ["late-1", "late-2"])
     status = await promotions.status(promotion_id)
+    assert status.ends_at is not None, "the scenario's terms give an end"
     await promotions.extend(promotion_id, status.ends_at + timedelta(seconds=1))
 
 

@@ -227,7 +227,7 @@ class TestPool:
 
             statuses = await eventually(both_done, timeout=30)
             assert sum(status.granted for status in statuses) == 50
-            assert sum(status.skipped.get("budget", 0) for status in statuses) == 30
+            assert sum(status.skipped.get("pool", 0) for status in statuses) == 30  # the pool cap, not their budgets
             assert (
                 await pool.fetchval(
                     "SELECT committed_minor FROM promotion_pools WHERE pool_id = $1", pool_terms.pool_id
