@@ -208,7 +208,7 @@ async def closed_promotion(conn: Connection, lot: Row, *, dead: bool) -> str | N
         and await conn.fetchval("SELECT state FROM promotions WHERE promotion_id = $1", promotion_id) != "closed"
     ):
         return None
-    state = await conn.fetchval("SELECT state FROM promotions WHERE promotion_id = $1 FOR UPDATE", promotion_id)
+    state = await conn.fetchval("SELECT state FROM promotions WHERE promotion_id = $1 FOR NO KEY UPDATE", promotion_id)
     return promotion_id if state == "closed" else None
 
 

@@ -316,7 +316,10 @@ async def _grant(conn: Connection, batch: GrantBatchInput) -> BatchOutcome:
 
 
 async def _lock(conn: Connection, promotion_id: str) -> Row:
-    return await fetch_one(conn, "SELECT * FROM promotions WHERE promotion_id = $1 FOR UPDATE", promotion_id)
+    """The promotion's row, locked as its counters, state and report are written. NO KEY UPDATE: the
+    writes never touch its key, so a batch recording itself (whose foreign key share-locks the
+    row) does not wait for the batch in flight beside it, nor for a state being recorded."""
+    return await fetch_one(conn, "SELECT * FROM promotions WHERE promotion_id = $1 FOR NO KEY UPDATE", promotion_id)
 
 
 async def _room(conn: Connection, promotion: Row, terms: PromotionTerms, *, lock: bool) -> tuple[int, SkipReason]:

@@ -196,6 +196,7 @@ async def expire_lot(arg: LotTransition) -> ExpireOutcome:
 
 _BULK_START_TO_CLOSE = timedelta(minutes=10)
 _BULK_HEARTBEAT = timedelta(seconds=15)
+_STEERABLE_HEARTBEAT = timedelta(seconds=5)
 _BULK_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
@@ -231,7 +232,9 @@ def start_grant_batch(arg: GrantBatchInput) -> workflow.ActivityHandle[BatchOutc
         PromotionActivities.grant_batch,
         arg,
         start_to_close_timeout=_BULK_START_TO_CLOSE,
-        heartbeat_timeout=_BULK_HEARTBEAT,
+        # A cancel reaches the activity in the answer to a heartbeat, and the SDK sends those at
+        # most every 80% of this: a control waits seconds for a stuck batch to stop, not a minute.
+        heartbeat_timeout=_STEERABLE_HEARTBEAT,
         retry_policy=_BULK_RETRY,
         cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
