@@ -118,6 +118,14 @@ _CHECKS: list[tuple[str, str, str]] = [
                            ELSE o.lot_id = e.lot_id END)""",
     ),
     (
+        "clock_running",
+        "every lot that holds value has a clock that still runs: a promotion keeping its clock has not closed",
+        f"""SELECT l.lot_id, format('%s, expires %s, but its clock %s has closed', l.status, l.expires_at,
+                                    l.clock_workflow_id)
+            FROM promotions p JOIN lots l ON l.clock_workflow_id = 'promotion:' || p.promotion_id
+            WHERE p.state = 'closed' AND l.status IN ('pending', 'active') AND {_SCOPE_LOTS}""",
+    ),
+    (
         "expired_on_time",
         "no lot past its expiry still holds value once its clock has had a minute to fire",
         f"""SELECT l.lot_id, format('%s, expired at %s, kept by %s', l.status, l.expires_at, l.clock_workflow_id)

@@ -99,3 +99,7 @@ class TestReconcile:
     async def test_a_lot_past_its_expiry_still_holding_value(self, pool: Pool, books: Books) -> None:
         await pool.execute("UPDATE lots SET expires_at = now() - interval '2 minutes' WHERE lot_id = $1", books.big_lot)
         assert await found(pool, books) == {"expired_on_time"}
+
+    async def test_a_lot_holding_value_whose_promotion_has_closed(self, pool: Pool, books: Books) -> None:
+        await pool.execute("UPDATE promotions SET state = 'closed' WHERE promotion_id = $1", books.promotion_id)
+        assert await found(pool, books) == {"clock_running"}
