@@ -55,6 +55,7 @@ async def check(pool: Pool, outcomes: list[Outcome], terms: dict[str, PromotionT
     _model_agrees(snapshot, outcomes, terms, verdict)
     _promotions_within_budget(snapshot, terms, verdict)
     _one_event_each(snapshot, verdict)
+    _closed_promotions_take_nothing_back(outcomes, verdict)
     for outcome in outcomes:
         if outcome.status == "unresolved":
             verdict.fail(f"op {outcome.op.index} ({outcome.op.kind}) never answered: {outcome.rule}")
@@ -338,6 +339,20 @@ def _promotions_within_budget(snapshot: Snapshot, terms: dict[str, PromotionTerm
     for pool_id, committed in snapshot.pool_committed.items():
         if committed > 15_000:
             verdict.fail(f"pool {pool_id}: committed {committed} past its cap")
+
+
+def _closed_promotions_take_nothing_back(outcomes: list[Outcome], verdict: Verdict) -> None:
+    """A reversal into the lot of a promotion that closed (cancelled with its outstanding lots
+    revoked) gives the customer nothing back: all it restored is written off again at once."""
+    for outcome in outcomes:
+        if outcome.op.kind != "close_then_reverse" or outcome.status != "done" or outcome.result is None:
+            continue
+        verdict.checked["reversals after close"] += 1
+        if _parts(outcome.result["restored"]) != _parts(outcome.result["written_off"]):
+            verdict.fail(
+                f"op {outcome.op.index}: reversal after close restored {outcome.result['restored']}, "
+                f"wrote off {outcome.result['written_off']}"
+            )
 
 
 def _one_event_each(snapshot: Snapshot, verdict: Verdict) -> None:

@@ -60,6 +60,8 @@ class Driver:
         self.requests: dict[int, Model] = {}
         self.terms: dict[str, PromotionTerms] = {}
         self.abandoned = Counter[str]()
+        # The steps of a scripted sequence (close_then_reverse) before its last, answered like any op.
+        self.steps: list[Outcome] = []
         self._slots = asyncio.Semaphore(concurrency)
         self._fault_lock = asyncio.Lock()
 
@@ -77,7 +79,7 @@ class Driver:
             await asyncio.gather(*faults)
         finally:
             watchdog.cancel()
-        return outcomes
+        return self.steps + outcomes
 
     async def _one(self, op: Op) -> Outcome:
         try:
@@ -100,6 +102,8 @@ class Driver:
     async def _send(self, op: Op) -> Outcome:
         if op.kind == "hostile":
             return refuse_hostile(op, self.stack.home / "hostile")
+        if op.kind == "close_then_reverse":
+            return await self._close_then_reverse(op)
         try:
             request = self._request(op)
         except (ValidationError, InvalidInput) as refused:
@@ -161,6 +165,46 @@ class Driver:
             dumped = result.model_dump(mode="json") if result is not None else None
             return Outcome(op, "done", request, result=dumped, attempts=attempts)
 
+    async def _close_then_reverse(self, op: Op) -> Outcome:
+        """A one-customer promotion: its lot redeemed whole, the promotion cancelled with its
+        outstanding lots revoked and closed, then the order reversed. Each step waits for the one
+        before it; the reversal's outcome is this op's, the others are recorded as steps."""
+        customer, amount = op.customer, int(str(op.fields["amount"]))
+        promotion_id, order_id = f"chaos-closer-p{op.index}", f"o-closer-{op.index}"
+        terms = _build(Op(op.index, "promotion", "", _closer_fields(promotion_id, amount)), datetime.now(UTC))
+        assert isinstance(terms, PromotionTerms)
+        self.terms[promotion_id] = terms
+        start = await self._step(
+            Op(op.index, "promotion", ""), terms, lambda _: self.promotions.start(terms, [customer])
+        )
+        if start.status == "done" and await self._reaches(promotion_id, "active"):
+            redeem = RedeemRequest(customer_id=customer, order_id=order_id, currency="USD", total=amount)
+            await self._step(Op(op.index, "redeem", customer), redeem, lambda t: self.wallets.redeem(redeem, timeout=t))
+            cancel = _Control(action="cancel", promotion=promotion_id)
+            await self._step(
+                Op(op.index, "control", ""),
+                cancel,
+                lambda t: self.promotions.cancel(promotion_id, revoke_outstanding=True, timeout=t),
+            )
+            await self._reaches(promotion_id, "closed")
+        reverse = ReverseRequest(customer_id=customer, order_id=order_id, reversal_id=f"r-closer-{op.index}")
+        return await self._until_answered(op, reverse, lambda t: self.wallets.reverse(reverse, timeout=t))
+
+    async def _step(self, op: Op, request: Model, call: Callable[[timedelta], Awaitable[BaseModel | None]]) -> Outcome:
+        outcome = await self._until_answered(op, request, call)
+        self.steps.append(outcome)
+        return outcome
+
+    async def _reaches(self, promotion_id: str, state: str) -> bool:
+        """Whether the promotion reaches `state` within the answer deadline (faults may slow it)."""
+        deadline = time.monotonic() + ANSWER_DEADLINE_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Rejected):
+                if (await self._retrying(lambda: self.promotions.status(promotion_id))).state == state:
+                    return True
+            await asyncio.sleep(0.5)
+        return False
+
     async def settle(self) -> None:
         """Every paused promotion resumed, then every promotion done granting."""
         for promotion_id in self.terms:
@@ -218,10 +262,22 @@ def _build(op: Op, now: datetime) -> Model:
     if op.kind == "promotion":
         return PromotionTerms(
             promotion_id=str(f["promotion"]), name="chaos", kind="credit", currency="USD", amount=f["amount"],
-            validity=Validity(expires_after=f["expires_in"]), budget=Budget(amount=f["budget"], pool=POOL),
+            validity=Validity(expires_after=f["expires_in"]),
+            budget=Budget(amount=f["budget"], pool=f.get("pool", POOL)),
             starts_at=now, ends_at=now + timedelta(hours=1),
         )  # fmt: skip
     return _Control(action=str(f["action"]), promotion=str(f["promotion"]))
+
+
+def _closer_fields(promotion_id: str, amount: int) -> dict[str, object]:
+    """A promotion for one customer, on its own budget (not the shared pool): its lot is the one."""
+    return {
+        "promotion": promotion_id,
+        "amount": amount,
+        "budget": amount,
+        "expires_in": timedelta(hours=1),
+        "pool": None,
+    }
 
 
 class _Control(Model):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-Kind = Literal["grant", "redeem", "reverse", "revoke", "promotion", "control", "hostile"]
+Kind = Literal["grant", "redeem", "reverse", "revoke", "promotion", "control", "hostile", "close_then_reverse"]
 
 CUSTOMERS = 24
 HOSTILE_IDS = (
@@ -68,6 +68,10 @@ class _Generator:
         roll = rng.random()
         if index in (5, 60) or (index > 60 and roll < 0.01):
             op = self._promotion(index)
+        elif index == 30 or (index > 60 and roll > 0.996):
+            # A promotion of one customer whose lot is redeemed whole, cancelled with its outstanding
+            # lots revoked (it closes), then the order reversed: the value must leave again at once.
+            op = Op(index, "close_then_reverse", f"chaos-closer-{index}", {"amount": rng.choice([300, 500])})
         elif self.promotions and roll < 0.03:
             op = Op(index, "control", "", {"promotion": f"chaos-p{rng.randrange(self.promotions)}",
                                             "action": rng.choice(["pause", "resume", "resume", "cancel"])})  # fmt: skip

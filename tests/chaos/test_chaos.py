@@ -25,6 +25,7 @@ async def test_a_short_run_with_every_fault_ends_with_no_violation(seed: int) ->
     assert summary["answers"].get("unresolved", 0) == 0
     assert summary["checked"]["redemptions against the model"] > 20
     assert summary["refusals"]  # refusals happened, and wrote nothing
+    assert summary["checked"]["reversals after close"] >= 1  # the close-then-reverse sequence ran
 
 
 def test_the_model_follows_the_documented_order_of_use() -> None:
