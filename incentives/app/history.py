@@ -184,7 +184,8 @@ def _result(name: str, result: Json) -> str:
         return f"reversed {money(result['amount'])} of order {result['order_id']} ({result['reversal_id']})"
     if name == "revoke":
         return f"revoked lot {result['lot_id']}: {money(result['amount'])} ({result['reason']})"
-    return f"{name}: now {result.get('state', 'done')}"
+    effect = f"{result['effect']}; " if result.get("effect") else ""
+    return f"{name}: {effect}now {result.get('state', 'done')}"
 
 
 def _activity_completed(event: HistoryEvent, names: dict[str, str]) -> str | None:

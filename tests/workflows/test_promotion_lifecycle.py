@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
 from incentives.app.audience import stage_audience
+from incentives.app.history import runs, timeline
 from incentives.app.reconcile import reconcile
 from incentives.domain.errors import PromotionConflict
 from incentives.domain.models import ReverseRequest
@@ -173,6 +174,9 @@ class TestFailedBatch:
                 assert status.failure is not None
                 assert constraint in status.failure
                 assert status.granted == 2  # the first batch; the second was refused, nothing after it ran
+                said = await _history(dev_server, promotion_id)
+                assert any(line.startswith("grant_batch failed: the database refused") for line in said), said
+                assert "state: failed" in said
                 cancelled = await stack.promotions.cancel(promotion_id, revoke_outstanding=True)
                 assert cancelled.effect == "cancelled; outstanding lots revoked"
                 status = await state_is(stack, promotion_id, "closed")
@@ -248,6 +252,15 @@ class TestControlsAndBatchesInFlight:
                         assert answer.state != own, answer
             final = await stack.promotions.resume(promotion_id)
             assert final.state == "active"
+
+
+async def _history(env: WorkflowEnvironment, promotion_id: str) -> list[str]:
+    """What `incentives history promotion:<id>` says, line by line."""
+    return [
+        entry.text
+        for run_id, history in await runs(env.client, f"promotion:{promotion_id}")
+        for entry in timeline(history, run_id)
+    ]
 
 
 async def _batch_waits(pool: Pool, promotion_id: str, *, waiting: bool) -> None:
