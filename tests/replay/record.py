@@ -7,8 +7,8 @@ next to this file. Re-record only on purpose: the committed histories are what r
 the point of replaying them is that new code must still accept them. `histories/regular_ledger_calls/`
 holds the generation recorded before the `local-ledger-calls` patch, by the code of that time: it
 cannot be regenerated, and stays as long as the patch's old branch does; so do `local_ledger_calls/`
-(before `first-call-loads`), `first_call_loads/` (before `batched-redeems`) and `promotions/`
-(before `paired-batches`).
+(before `first-call-loads`), `first_call_loads/` (before `batched-redeems`), `promotions/`
+(before `paired-batches`) and `paired_batches/` (before `steerable-batches` and `revoke-after-cancel`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from incentives.adapters.db import create_pool
+from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.migrations import migrate
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
@@ -41,9 +41,9 @@ HISTORIES = Path(__file__).parent / "histories"
 # Where this code's histories go: each generation of workflow code keeps its own folder, and
 # every folder keeps replaying (wallets: batched_redeems; promotions: paired_batches).
 HERE = HISTORIES / "batched_redeems"
-PROMOTIONS_HERE = HISTORIES / "paired_batches"
+PROMOTIONS_HERE = HISTORIES / "steerable_batches"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
-PromotionScenario = Callable[[PromotionsClient, str], Awaitable[None]]
+PromotionScenario = Callable[[PromotionsClient, str, Pool], Awaitable[None]]
 
 
 async def operations(wallets: IncentivesClient, customer: str) -> None:
@@ -124,7 +124,7 @@ def _terms(promotion_id: str, **budget: int) -> PromotionTerms:
     )
 
 
-async def promotion_lifecycle(promotions: PromotionsClient, promotion_id: str) -> None:
+async def promotion_lifecycle(promotions: PromotionsClient, promotion_id: str, pool: Pool) -> None:
     """Scheduled, granting in batches (continue-as-new among them), budget met, pause, resume,
     add-audience, extend, the clock's ticks, ended, closed with its report."""
     await promotions.start(_terms(promotion_id, amount=25_000), [f"c{i}" for i in range(30)])
@@ -137,11 +137,32 @@ async def promotion_lifecycle(promotions: PromotionsClient, promotion_id: str) -
     await promotions.extend(promotion_id, status.ends_at + timedelta(seconds=1))
 
 
-async def promotion_cancelled(promotions: PromotionsClient, promotion_id: str) -> None:
-    """Cancelled while granting, revoking what its lots hold, then closed."""
+async def promotion_cancelled(promotions: PromotionsClient, promotion_id: str, pool: Pool) -> None:
+    """Cancelled while granting (the batches in flight are cancelled), then cancelled again with
+    its outstanding lots revoked, then closed."""
     await promotions.start(_terms(promotion_id), [f"c{i}" for i in range(12)])
     await _until(promotions, promotion_id, lambda status: status.granted >= 3)
+    await promotions.cancel(promotion_id)
     await promotions.cancel(promotion_id, revoke_outstanding=True)
+
+
+async def promotion_failed(promotions: PromotionsClient, promotion_id: str, pool: Pool) -> None:
+    """A batch the database refuses for good (a constraint planted for one customer): the promotion
+    fails with its reason, then is cancelled with its outstanding lots revoked, and closes."""
+    constraint = f"refuse_{promotion_id.replace('-', '_')}"
+    await pool.execute(f"ALTER TABLE lots ADD CONSTRAINT {constraint} CHECK (customer_id <> 'c5') NOT VALID")
+    try:
+        await promotions.start(_terms(promotion_id), [f"c{i}" for i in range(8)])
+        await _until(promotions, promotion_id, lambda status: status.state == "failed")
+        await promotions.cancel(promotion_id, revoke_outstanding=True)
+    finally:
+        await pool.execute(f"ALTER TABLE lots DROP CONSTRAINT {constraint}")
+
+
+async def promotion_without_schedule(promotions: PromotionsClient, promotion_id: str, pool: Pool) -> None:
+    """No schedule: granting starts at once, and the promotion ends when its last lot expires."""
+    terms = _terms(promotion_id).model_copy(update={"starts_at": None, "ends_at": None})
+    await promotions.start(terms, [f"c{i}" for i in range(5)])
 
 
 async def _until(promotions: PromotionsClient, promotion_id: str, done: Callable[[PromotionStatus], bool]) -> None:
@@ -167,7 +188,7 @@ async def record_promotion(name: str, scenario: PromotionScenario, pool_url: str
             task_queue, promotion_id = f"record-{name}", f"replay-{name}"
             async with build_worker(env.client, pool, task_queue):
                 promotions = PromotionsClient(env.client, pool, task_queue=task_queue, batch_size=2, history_limit=60)
-                await scenario(promotions, promotion_id)
+                await scenario(promotions, promotion_id, pool)
                 await _wait_closed(env.client, promotion_workflow_id(promotion_id))
             await _write_runs(env.client, promotion_workflow_id(promotion_id), PROMOTIONS_HERE, name)
         finally:
@@ -229,6 +250,8 @@ async def main() -> None:
             await pool.close()
             await record_promotion("promotion_lifecycle", promotion_lifecycle, postgres.url())
             await record_promotion("promotion_cancelled", promotion_cancelled, postgres.url())
+            await record_promotion("promotion_failed", promotion_failed, postgres.url())
+            await record_promotion("promotion_without_schedule", promotion_without_schedule, postgres.url())
             if "--promotions-only" in sys.argv:
                 return
             await record("operations", operations, [], postgres.url(), until_closed=False)

@@ -128,6 +128,23 @@ def test_promotion_generations_before_and_after_paired_batches() -> None:
     assert all('"core_patch"' in path.read_text() for path in after if path.stem.endswith("_0"))
 
 
+def test_the_steerable_batches_generation_covers_failure_interruption_and_no_schedule() -> None:
+    """Behind STEERABLE_BATCHES: a batch the database refused (the promotion failed), batches a
+    control cancelled in flight, a second cancel that revokes (REVOKE_AFTER_CANCEL), and a
+    promotion without a schedule; all of it replays (below)."""
+    paths = [path for path in HISTORIES if path.parent.name == "steerable_batches"]
+    failures = {failure for path in paths for name, failure in _activities(path) if name == "grant_batch"}
+    assert "BatchRefused" in failures
+    text = {path.stem: path.read_text() for path in paths}
+    assert any("EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED" in history for history in text.values())
+    assert all('"core_patch"' in history for stem, history in text.items() if stem.endswith("_0"))
+    assert sum(_accepted_updates(path, "cancel") for path in paths if path.stem.startswith("promotion_cancelled")) == 2
+    started = json.loads(text["promotion_without_schedule_0"])["events"][0]
+    payload = started["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]["data"]
+    terms = json.loads(base64.b64decode(payload))["terms"]
+    assert (terms["starts_at"], terms["ends_at"]) == (None, None)
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=WORKFLOWS, data_converter=DATA_CONVERTER)
