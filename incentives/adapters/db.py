@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
-from incentives.domain.errors import Unavailable
+from incentives.adapters.failures import connection_failure
+from incentives.adapters.urls import redact
+from incentives.domain.errors import InvalidInput, Unavailable
+
+__all__ = ["Connection", "Pool", "create_pool", "redact"]
 
 # asyncpg's classes are generic only in its stubs.
 if TYPE_CHECKING:
@@ -33,7 +37,9 @@ async def _undo_open_transaction(conn: asyncpg.Connection[asyncpg.Record]) -> No
 
 
 async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> Pool:
-    """A pool whose connections speak JSON; `Unavailable` if Postgres cannot be reached."""
+    """A pool whose connections speak JSON; `Unavailable` if Postgres cannot be reached (the cause
+    in words), `InvalidInput` if asyncpg refuses the URL itself (settings check its shape first;
+    this catches a parameter's value, such as `sslmode=bogus`). Neither quotes the password."""
     try:
         pool = await asyncpg.create_pool(
             database_url,
@@ -43,21 +49,19 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 1
             reset=_undo_open_transaction,
             **kwargs,
         )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-        raise Unavailable(f"cannot connect to Postgres at {redact(database_url)}: {error}") from error
+    except OSError as error:  # before ValueError: a certificate that fails verification is both
+        raise _unreachable(database_url, error) from error
+    except ValueError:
+        # asyncpg's configuration errors are ValueErrors (ClientConfigurationError too), and their
+        # text may quote a part of the URL: an unencoded password can end up read as a port.
+        raise InvalidInput(
+            f"Postgres URL {redact(database_url)}", "asyncpg cannot use it: check its host, port and parameters"
+        ) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise _unreachable(database_url, error) from error
     assert pool is not None
     return pool
 
 
-def redact(database_url: str) -> str:
-    """The URL without its password, in the user info or the query (`?password=`), for messages
-    and logs."""
-    scheme, sep, rest = database_url.partition("://")
-    if not sep:
-        return database_url
-    if "@" in rest:
-        credentials, _, after = rest.rpartition("@")
-        rest = f"{credentials.split(':', 1)[0]}@{after}"
-    location, _, query = rest.partition("?")
-    kept = [param for param in query.split("&") if param and not param.lower().startswith("password=")]
-    return f"{scheme}://{location}" + (f"?{'&'.join(kept)}" if kept else "")
+def _unreachable(database_url: str, error: BaseException) -> Unavailable:
+    return Unavailable(f"cannot connect to Postgres at {redact(database_url)}: {connection_failure(error)}")

@@ -16,10 +16,13 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from incentives.adapters.urls import database_url_problem
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import shown
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
 
+# Settings whose value may hold a password: an error about one never quotes it.
+SECRET_FIELDS = frozenset({"database_url", "worker_database_url"})
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = PROJECT_ROOT / ".incentives"
 EMBEDDED_HOST = "127.0.0.1"
@@ -52,8 +55,13 @@ def _log_level(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    """A Postgres URL asyncpg can take apart; refused otherwise, in words that quote none of it
+    (it may hold a password)."""
     if not value:
         raise ValueError("is empty: unset it to use the embedded Postgres, or give a postgresql:// URL")
+    problem = database_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -121,12 +129,13 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{name: value for name, value in overrides.items() if value is not None})
     except ValidationError as error:
-        first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
-        if field not in overrides:
-            field = _variable(field)
+        first = error.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        field = name if name in overrides else _variable(name)
         reason = first["msg"].removeprefix("Value error, ")
-        if "input" in first and first["type"] != "value_error":
+        # Our validators word their own refusals; pydantic's do not quote the value, so it is added,
+        # but never for a URL, which may hold a password.
+        if "input" in first and first["type"] != "value_error" and name.lower() not in SECRET_FIELDS:
             reason = f"{shown(str(first['input']))}: {reason}"
         raise InvalidInput(field, reason) from None
 

@@ -9,6 +9,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
 from incentives.adapters.endpoints import HINT, endpoints
+from incentives.adapters.failures import connection_failure
 from incentives.adapters.settings import Settings
 from incentives.domain.errors import Unavailable
 from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
@@ -22,8 +23,11 @@ def search_attribute_flags() -> list[str]:
 
 
 async def connect_temporal(settings: Settings) -> Client:
+    """A client of the configured Temporal; `Unavailable` naming the address and the cause in words
+    (the core's own error is its Rust debug text) when it cannot connect."""
     where = endpoints(settings)
     try:
         return await Client.connect(**where.temporal, data_converter=DATA_CONVERTER)
     except RuntimeError as error:
-        raise Unavailable(f"cannot reach Temporal at {where.temporal_address}: {error}; {HINT}") from error
+        why = connection_failure(error)
+        raise Unavailable(f"cannot reach Temporal at {where.temporal_address}: {why}; {HINT}") from error

@@ -1,7 +1,9 @@
 """Replaying workflow histories against the code at hand, as a worker of this code would: from saved
 files (`temporal workflow show --output json`, `incentives history --json`) or fetched from the
-server by workflow id, every run. A history that diverges is searched for the first workflow task
-whose commands this code no longer makes, so the answer names the event to look at."""
+server by workflow id, every run. Every history is checked before the SDK's Replayer sees it
+(`incentives.app.history_checks`): a malformed one is bad input, never a panic or a hang. A history
+that diverges is searched for the first workflow task whose commands this code no longer makes, so
+the answer names the event to look at."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from temporalio.worker import Replayer
 
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.history import runs
-from incentives.domain.errors import InvalidInput
+from incentives.app.history_checks import check_history, read_history_file
 from workflows.registry import WORKFLOWS
 
 # Events a workflow task's commands produce: where new code and an old history can disagree.
@@ -51,15 +53,17 @@ def replayer(workflows: Sequence[type[Any]] = WORKFLOWS) -> Replayer:
     return Replayer(workflows=list(workflows), data_converter=DATA_CONVERTER)
 
 
-def load_history(path: Path) -> WorkflowHistory:
-    try:
-        return WorkflowHistory.from_json(path.stem, path.read_text())
-    except (OSError, ValueError, KeyError) as error:
-        raise InvalidInput(str(path), f"not a workflow history in JSON ({error})") from None
+def load_history(path: Path, workflows: Sequence[type[Any]] = WORKFLOWS) -> WorkflowHistory:
+    """The history in the file at `path`, checked for replay against `workflows`; `InvalidInput`
+    naming the file when it is not one (see `incentives.app.history_checks`)."""
+    history = read_history_file(path)
+    check_history(str(path), history, workflows)
+    return history
 
 
 async def replay_files(paths: list[Path]) -> list[ReplayOutcome]:
-    """Every file is read before any is replayed: a bad path is an input error, not a divergence."""
+    """Every file is read and checked before any is replayed: a bad file is an input error, not a
+    divergence."""
     histories = [(str(path), load_history(path)) for path in paths]
     return [await replay(source, history) for source, history in histories]
 
@@ -70,7 +74,13 @@ async def replay_workflow(client: Client, workflow_id: str) -> list[ReplayOutcom
 
 
 async def replay(source: str, history: WorkflowHistory, workflows: Sequence[type[Any]] = WORKFLOWS) -> ReplayOutcome:
-    """Replays `history` against `workflows` (this code's, unless a test swaps one)."""
+    """Replays `history` against `workflows` (this code's, unless a test swaps one); `InvalidInput`
+    naming `source` when it is not a history the Replayer can take."""
+    check_history(source, history, workflows)
+    if len(history.events) == 1:
+        # Only the run's start (a start delay not over yet): no command to disagree with, and the
+        # SDK's Replayer would wait forever for a workflow task.
+        return ReplayOutcome(source, 1, None)
     failure = await _failure(history, workflows)
     if failure is None:
         return ReplayOutcome(source, len(history.events), None)

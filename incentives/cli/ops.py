@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -10,6 +11,7 @@ from rich.console import Console
 from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
+from incentives.app.history_checks import MAX_HISTORY_BYTES
 from incentives.app.replay import ReplayOutcome, replay_files, replay_workflow
 from incentives.app.worker import run_worker
 from incentives.cli.arguments import Parser, command
@@ -34,9 +36,11 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "replay",
         "replay workflow histories against this code: saved files, or workflows fetched by id",
         "Exit 0 when every history replays; exit 1 when the code diverges from one, naming the first\n"
-        "event it disagrees with and the command to see it. A file is a history in Temporal's JSON\n"
-        "form (`temporal workflow show --output json`, `incentives history --json`); anything else is\n"
-        "a workflow id, whose every run is fetched from the server.",
+        "event it disagrees with and the command to see it. A path that exists (or ends in .json) is a\n"
+        "file: a history in Temporal's JSON form (`temporal workflow show --output json`, `incentives\n"
+        f"history --json`), a regular file of at most {MAX_HISTORY_BYTES >> 20} MiB; anything else is a workflow id, whose every\n"
+        "run is fetched from the server. Exit 2, before anything is replayed, for a file that is not one\n"
+        "run's history of a workflow type this code registers.",
         "  incentives replay history.json\n  incentives replay tests/replay/histories/*/*.json\n"
         "  incentives replay wallet:alice promotion:spring-credit-2027",
     )
@@ -95,8 +99,9 @@ async def _replay(args: argparse.Namespace, settings: Settings, console: Console
 
 
 def _is_file(source: str) -> bool:
-    """A path to a history (an existing file, or anything ending in .json), or else a workflow id."""
-    return source.endswith(".json") or Path(source).is_file()
+    """A path to a history (anything that exists there, even a broken link, a directory or a FIFO,
+    which reading then refuses; or anything ending in .json), or else a workflow id."""
+    return source.endswith(".json") or os.path.lexists(source)
 
 
 def _see(outcome: ReplayOutcome) -> str:

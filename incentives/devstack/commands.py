@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from incentives.adapters.db import create_pool
+from incentives.adapters.db import create_pool, redact
 from incentives.adapters.endpoints import Endpoints, endpoints
+from incentives.adapters.failures import connection_failure, infrastructure_failure
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
@@ -75,7 +76,8 @@ def status(settings: Settings) -> Status:
 
 @dataclass(frozen=True)
 class Health:
-    """Whether each server answers a connection now: None when it does, else why not."""
+    """Whether each server answers a connection now: None when it does, else where it was looked
+    for and why it did not answer, in words."""
 
     temporal: str | None
     postgres: str | None
@@ -86,28 +88,44 @@ class Health:
 
 
 async def health(settings: Settings) -> Health:
-    """Connects to Temporal and to Postgres, embedded or not, as a client would."""
+    """Connects to Temporal and to Postgres, embedded or not, as a client would, both at once."""
+    where = endpoints(settings)
 
     async def postgres() -> None:
-        pool = await create_pool(endpoints(settings).database_url, min_size=1, max_size=1)
+        pool = await create_pool(where.database_url, min_size=1, max_size=1)
         await pool.close()
 
-    return Health(temporal=await _problem(connect_temporal(settings)), postgres=await _problem(postgres()))
+    temporal_problem, postgres_problem = await asyncio.gather(
+        _problem(connect_temporal(settings)), _problem(postgres())
+    )
+    return Health(
+        temporal=None if temporal_problem is None else f"{where.temporal_address}: {temporal_problem}",
+        postgres=None if postgres_problem is None else f"{redact(where.database_url)}: {postgres_problem}",
+    )
 
 
 async def _problem(probe: Awaitable[object]) -> str | None:
+    """None when `probe` connects in time; else why not, in words."""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             await probe
     except Unavailable as error:
-        return str(error)
+        return connection_failure(error.__cause__ or error)
     except TimeoutError:
-        return f"no answer within {PROBE_TIMEOUT_S:g}s"
+        return f"timed out (no answer within {PROBE_TIMEOUT_S:g}s)"
+    except Exception as error:
+        # A server that answers its first call with an error (RPCError, a Postgres refusal) is down
+        # for this check too; anything else is a bug, and goes up.
+        failure = infrastructure_failure(error)
+        if failure is None:
+            raise
+        return failure
     return None
 
 
 def describe(current: Status, answers: Health | None = None) -> list[str]:
-    """What runs where, one line per server, for `dev up` and `dev status`."""
+    """What runs where, one line per server, for `dev up` and `dev status` (the database URL
+    without its password); with `answers`, one more line per server: up, or DOWN and why."""
     where = current.where
     if where.embedded_temporal:
         state = f"running (pid {current.temporal_pid})" if current.temporal_pid else "not running"
@@ -115,16 +133,15 @@ def describe(current: Status, answers: Health | None = None) -> list[str]:
         lines.append(f"Web UI        {current.ui_url}")
     else:
         lines = [f"Temporal      {where.temporal_address} (external: TEMPORAL_ADDRESS or a profile)"]
+    shown_url = redact(where.database_url)
     if where.embedded_postgres:
         state = f"running (pid {current.postgres_pid})" if current.postgres_pid else "not running"
-        lines.append(f"DATABASE_URL  {where.database_url} ({state})")
+        lines.append(f"DATABASE_URL  {shown_url} ({state})")
     else:
-        lines.append(f"DATABASE_URL  {where.database_url} (external)")
+        lines.append(f"DATABASE_URL  {shown_url} (external)")
     if current.worker_pid:
         lines.append(f"worker        running (pid {current.worker_pid}), started by ./dev demo")
     if answers is not None:
-        down = [
-            f"{name} ({why})" for name, why in (("Temporal", answers.temporal), ("Postgres", answers.postgres)) if why
-        ]
-        lines.append("health        " + ("both answer" if answers.ok else "DOWN: " + "; ".join(down)))
+        for name, why in (("Temporal", answers.temporal), ("Postgres", answers.postgres)):
+            lines.append(f"{name}: up" if why is None else f"{name}: DOWN ({why})")
     return lines

@@ -33,6 +33,32 @@ def test_a_malformed_variable_is_named(
     assert raised.value.field == named
 
 
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "INCENTIVES_WORKER_DATABASE_URL"])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("postgresql://u:S3cret@[::1:1/db", "has a malformed host or port"),
+        ("mysql://u:S3cret@h/db", "is not a postgresql:// or postgres:// URL"),
+        ("postgresql://u:S3cret/db", "has a malformed host or port"),
+    ],
+)
+def test_a_malformed_database_url_is_named_and_its_password_is_not_quoted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, why: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(InvalidInput, match=why) as raised:
+        load_settings()
+    assert raised.value.field == variable
+    assert "S3cret" not in str(raised.value)
+
+
+def test_a_database_url_of_the_wrong_type_is_not_quoted() -> None:
+    """pydantic's own refusals are followed by the value they refused, but never a URL's."""
+    with pytest.raises(InvalidInput, match="valid string") as raised:
+        load_settings(database_url=["postgresql://u:S3cret@h/db"])
+    assert "S3cret" not in str(raised.value)
+
+
 def test_a_malformed_override_is_named_by_its_own_name() -> None:
     with pytest.raises(InvalidInput) as raised:
         load_settings(temporal_address="127.0.0.1:99999")

@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import sys
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn
@@ -16,9 +18,12 @@ import pytest
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from incentives.adapters.settings import WORKER_ROLE
 from incentives.app import views
 from incentives.app.client import IncentivesClient
+from incentives.devstack.servers import EmbeddedPostgres
 from tests.cli.conftest import CLOSED_DATABASE, Cli, grant
+from tests.conftest import TEST_DATABASE
 from tests.helpers.builders import NewId
 
 INCENTIVES = Path(sys.executable).parent / "incentives"
@@ -159,3 +164,58 @@ class TestSecrets:
             result = _incentives(*argv, env=env)
             assert result.returncode == 3, result.stderr
             assert _secrets_in(result, tmp_path) == []
+
+    def test_the_worker_logs_no_password_up_to_its_start_line(
+        self, dev_server: WorkflowEnvironment, postgres: EmbeddedPostgres, database_url: str, tmp_path: Path
+    ) -> None:
+        """The embedded Postgres trusts its socket, so both logins work with a password in the URL."""
+        owner = f"{database_url}&password={DB_SECRET}"
+        worker = postgres.url(TEST_DATABASE, user=WORKER_ROLE).replace(
+            f"//{WORKER_ROLE}@", f"//{WORKER_ROLE}:{WORKER_SECRET}@"
+        )
+        env = os.environ | {
+            "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+            "DATABASE_URL": owner,
+            "INCENTIVES_WORKER_DATABASE_URL": worker,
+            "INCENTIVES_TASK_QUEUE": f"secrets-{uuid.uuid4().hex[:8]}",
+            "INCENTIVES_HOME": str(tmp_path),
+            "INCENTIVES_LOG_LEVEL": "DEBUG",
+        }
+        log = tmp_path / "worker.log"
+        with log.open("w") as out:
+            process = subprocess.Popen([str(INCENTIVES), "worker"], stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while "worker started" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "worker started" in log.read_text(), log.read_text()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        assert _secrets_in(subprocess.CompletedProcess(process.args, process.returncode, "", ""), tmp_path) == []
+
+
+class TestMalformedDatabaseUrl:
+    @pytest.mark.parametrize("variable", ["DATABASE_URL", "INCENTIVES_WORKER_DATABASE_URL"])
+    @pytest.mark.parametrize(
+        ("url", "why"),
+        [
+            (f"postgresql://u:{DB_SECRET}@[::1:1/db", "has a malformed host or port"),
+            (f"mysql://u:{DB_SECRET}@h/db", "is not a postgresql:// or postgres:// URL"),
+        ],
+        ids=["broken-ipv6", "mysql"],
+    )
+    @pytest.mark.parametrize("argv", [("wallet", "c"), ("worker",), ("dev", "status")], ids=lambda a: a[0])
+    async def test_is_exit_2_naming_the_variable_and_never_the_password(
+        self,
+        offline_cli: Cli,
+        monkeypatch: pytest.MonkeyPatch,
+        variable: str,
+        url: str,
+        why: str,
+        argv: tuple[str, ...],
+    ) -> None:
+        monkeypatch.setenv(variable, url)
+        result = await offline_cli(*argv)
+        assert result.refused_with(f"incentives: error: {variable}: {why}"), result
+        assert DB_SECRET not in result.err

@@ -53,14 +53,17 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
         assert (home / "pg" / "postmaster.pid").read_text().split()[0] == postgres_pid
         healthy = dev(home, "status", ports=ports)
         assert f"running (pid {temporal_pid}" in healthy.stdout
-        assert (healthy.returncode, "health        both answer") == (0, healthy.stdout.splitlines()[-1])
+        assert (healthy.returncode, healthy.stdout.splitlines()[-2:]) == (0, ["Temporal: up", "Postgres: up"])
 
         down = dev(home, "down", ports=ports)
         assert (down.returncode, down.stdout.strip()) == (0, "stopped Temporal, Postgres")
         status = dev(home, "status", ports=ports)
         assert status.stdout.count("not running") == 2
         assert status.returncode == 3
-        assert status.stdout.splitlines()[-1].startswith("health        DOWN: Temporal (cannot reach Temporal")
+        assert status.stdout.splitlines()[-2:] == [
+            f"Temporal: DOWN (127.0.0.1:{ports[0]}: connection refused)",
+            f"Postgres: DOWN (postgresql://postgres@/incentives?host={home / 'pg'}: no server listening on its Unix socket)",
+        ]
 
         # Pid files left by a crash name processes that are gone: neither blocks the next start.
         (home / "temporal.pid").write_text("999999\n")
@@ -74,15 +77,8 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
     assert dev(home, "down", ports=ports).stdout.strip() == "nothing was running"
 
 
-def test_status_of_external_servers_checks_that_they_answer(home: Path) -> None:
-    """With TEMPORAL_ADDRESS and DATABASE_URL, nothing is embedded: only a connection tells."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))},
-        "INCENTIVES_HOME": str(home),
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
-        "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/nothing",
-    }
-    status = subprocess.run(
+def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [str(Path(sys.executable).parent / "incentives"), "dev", "status"],
         env=env,
         capture_output=True,
@@ -90,6 +86,42 @@ def test_status_of_external_servers_checks_that_they_answer(home: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def _external(home: Path, **variables: str) -> dict[str, str]:
+    """The environment of a shell pointing at external servers (nothing embedded)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "INCENTIVES_"))}
+    return {**inherited, "INCENTIVES_HOME": str(home), **variables}
+
+
+def test_status_of_external_servers_checks_that_they_answer(home: Path) -> None:
+    """With TEMPORAL_ADDRESS and DATABASE_URL, nothing is embedded: only a connection tells."""
+    temporal, postgres = f"127.0.0.1:{free_port()}", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
+    status = _status(_external(home, TEMPORAL_ADDRESS=temporal, DATABASE_URL=postgres))
     assert status.returncode == 3, status.stderr
-    assert "DOWN: Temporal (cannot reach Temporal" in status.stdout
-    assert "; Postgres (cannot connect to Postgres" in status.stdout
+    assert status.stdout.splitlines()[-2:] == [
+        f"Temporal: DOWN ({temporal}: connection refused)",
+        f"Postgres: DOWN ({postgres}: connection refused)",
+    ]
+    assert "tonic" not in status.stdout
+    assert "Errno" not in status.stdout
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?password=S3cret-q&sslmode=disable", "?PASSWORD=S3cret-q"],
+    ids=["in-userinfo", "in-query", "in-query-upper-case"],
+)
+def test_status_shows_no_database_password(home: Path, query: str) -> None:
+    """README: passwords never appear. The database is unreachable, so status exits 3; it says
+    where it looked, without the password."""
+    port = free_port()
+    url = f"postgresql://owner:S3cret-u@127.0.0.1:{port}/incentives{query}"
+    status = _status(
+        _external(home, TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}", DATABASE_URL=url, INCENTIVES_LOG_LEVEL="DEBUG")
+    )
+    assert status.returncode == 3, status.stderr
+    assert f"DATABASE_URL  postgresql://owner@127.0.0.1:{port}/incentives" in status.stdout
+    assert f"Postgres: DOWN (postgresql://owner@127.0.0.1:{port}/incentives" in status.stdout
+    logs = [path.read_text() for path in home.rglob("*") if path.is_file()]
+    assert [text for text in (status.stdout, status.stderr, *logs) if "S3cret" in text] == []
