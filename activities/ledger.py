@@ -38,6 +38,7 @@ from activities.ledger_writes import (
     move_closed_report,
     origin,
     publish,
+    publish_lot_events,
     rejections_as_failures,
     take,
     write_entry,
@@ -214,9 +215,7 @@ class LedgerActivities:
             )
             await write_entry(conn, entry_type="expire", lot=row, amount=-amount)
             expiry = Expiry(lot_id=transition.lot_id, currency=row["currency"], amount=amount)
-            await publish(
-                conn, "expired", transition.customer_id, expiry.model_dump(mode="json"), lot_id=transition.lot_id
-            )
+            await publish_lot_events(conn, "expired", [transition.lot_id], change=-amount)
         log.info("lot expired", amount=amount)
         return ExpireOutcome(expiry=expiry, lot=lot_from_row(row))
 
@@ -234,7 +233,7 @@ class LedgerActivities:
                 conn, "UPDATE lots SET status = 'active' WHERE lot_id = $1 RETURNING *", transition.lot_id
             )
             lot = lot_from_row(row)
-            await publish(conn, "activated", lot.customer_id, lot.model_dump(mode="json"), lot_id=lot.lot_id)
+            await publish_lot_events(conn, "activated", [lot.lot_id])
         log.info("lot activated")
         return lot
 
@@ -253,7 +252,7 @@ class LedgerActivities:
                 transition.as_of,
             )
             lot = lot_from_row(row)
-            await publish(conn, "reminder", lot.customer_id, lot.model_dump(mode="json"), lot_id=lot.lot_id)
+            await publish_lot_events(conn, "reminder", [lot.lot_id])
         log.info("reminder recorded", expires_at=lot.expires_at, remaining=lot.remaining)
         return lot
 
@@ -329,9 +328,8 @@ async def _insert_lot(conn: Connection, grant: GrantInput) -> Lot:
         # Granted meanwhile under another customer's lock: same id, so a different payload.
         raise LotConflict(f"lot {request.lot_id} was already granted with a different payload")
     await write_entry(conn, entry_type="grant", lot=row, amount=row["amount_minor"])
-    lot = lot_from_row(row)
-    await publish(conn, "granted", lot.customer_id, lot.model_dump(mode="json"), lot_id=lot.lot_id)
-    return lot
+    await publish_lot_events(conn, "granted", [request.lot_id], change=row["amount_minor"])
+    return lot_from_row(row)
 
 
 def _insert_sql(table: str, columns: dict[str, object], suffix: str = "") -> str:
@@ -400,7 +398,7 @@ async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Rede
         redeemed_at=redeem.as_of,
     )
     await _insert_redemption(conn, redemption, request.digest())
-    await publish(conn, "redeemed", request.customer_id, redemption.model_dump(mode="json"), order_id=request.order_id)
+    await publish(conn, "redeemed", request.customer_id, request.order_id, redemption)
     return redemption, lots
 
 
@@ -411,12 +409,12 @@ async def _activate_due(conn: Connection, customer_id: str, as_of: datetime) -> 
     fires, finds the lot active and does nothing (its transition is idempotent by status)."""
     rows = await conn.fetch(
         "UPDATE lots SET status = 'active' WHERE customer_id = $1 AND status = 'pending' AND effective_at <= $2 "
-        "RETURNING *",
+        "RETURNING lot_id",
         customer_id,
         as_of,
     )
-    for lot in map(lot_from_row, rows):
-        await publish(conn, "activated", lot.customer_id, lot.model_dump(mode="json"), lot_id=lot.lot_id)
+    if rows:
+        await publish_lot_events(conn, "activated", [row["lot_id"] for row in rows])
 
 
 async def _insert_redemption(conn: Connection, redemption: Redemption, digest: str) -> None:
@@ -515,7 +513,7 @@ async def _apply_reversal(conn: Connection, reverse: ReverseInput) -> Reversal:
         reversed_at=reverse.as_of,
     )
     await _insert_reversal(conn, reversal, request.digest())
-    await publish(conn, "reversed", request.customer_id, reversal.model_dump(mode="json"), order_id=request.order_id)
+    await publish(conn, "reversed", request.customer_id, request.order_id, reversal)
     return reversal
 
 
@@ -605,11 +603,12 @@ async def _revoke(conn: Connection, revoke: RevokeInput) -> RevokeOutcome:
     row = await fetch_one(
         conn, "UPDATE lots SET remaining_minor = 0, status = 'revoked' WHERE lot_id = $1 RETURNING *", request.lot_id
     )
-    await write_entry(conn, entry_type="revoke", lot=row, amount=-amount, reason=request.reason)
+    # The revocation's time is its ledger row's, so that a retry, which reads the row, answers the same.
+    revoked_at = await write_entry(conn, entry_type="revoke", lot=row, amount=-amount, reason=request.reason)
     revocation = Revocation(
-        lot_id=request.lot_id, currency=row["currency"], amount=amount, reason=request.reason, revoked_at=revoke.as_of
+        lot_id=request.lot_id, currency=row["currency"], amount=amount, reason=request.reason, revoked_at=revoked_at
     )
-    await publish(conn, "revoked", request.customer_id, revocation.model_dump(mode="json"), lot_id=request.lot_id)
+    await publish_lot_events(conn, "revoked", [request.lot_id], change=-amount, reason=request.reason)
     log.info("lot revoked", amount=amount, reason=request.reason)
     return RevokeOutcome(revocation=revocation, lot=lot_from_row(row))
 

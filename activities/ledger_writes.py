@@ -4,13 +4,15 @@
   one customer never interleave (the wallet serializes them already; this is the second line).
 - `write_entry`: one append-only ledger row, unique by (type, lot, order, reversal) in Postgres, so
   a retried write cannot double.
-- `publish`: the outbox event, in the same transaction as the change it describes.
+- `publish` and `publish_lot_events`: the outbox event, in the same transaction as the change it
+  describes, one payload per event type (`incentives.domain.events`).
 - `take` and `give_back`: the only decrements and increments of a lot, each a conditional UPDATE
   backed by CHECK constraints, so a stale or concurrent caller cannot overspend.
 - `write_off_again`: value reversed into a lot that has expired or been revoked (or whose promotion
   has closed: `closed_promotion`) leaves it at once.
 - `commit_to_budget`: a promotion's (and its pool's) committed value moves only by a conditional
   UPDATE backed by CHECK constraints, so no caller can take it past the budget.
+- `announce_thresholds`: each share of a budget crossed is announced once, by grants and coupons alike.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from temporalio import activity
@@ -26,7 +28,8 @@ from temporalio import activity
 from incentives.adapters.db import Connection
 from incentives.adapters.rows import Row
 from incentives.domain.errors import BudgetExhausted, InsufficientValue, Rejected, UnknownLot, to_failure
-from incentives.domain.models import Applied, EntryType, EventType
+from incentives.domain.events import BudgetThreshold, LotEventType, crossed_thresholds
+from incentives.domain.models import Applied, EntryType, Model
 from incentives.domain.promotions import promotion_workflow_id
 
 
@@ -83,13 +86,14 @@ async def write_entry(
     order_id: str | None = None,
     reversal_id: str | None = None,
     reason: str | None = None,
-) -> None:
-    """One ledger row; (entry_type, lot, order, reversal) is its idempotency key, UNIQUE in Postgres."""
+) -> datetime:
+    """One ledger row; (entry_type, lot, order, reversal) is its idempotency key, UNIQUE in Postgres.
+    Returns the row's time."""
     workflow_id, run_id = origin()
-    await conn.execute(
+    created_at: datetime = await conn.fetchval(
         """INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, order_id, reversal_id,
                                        amount_minor, currency, reason, workflow_id, run_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING created_at""",
         entry_type,
         lot["lot_id"],
         lot["customer_id"],
@@ -102,6 +106,7 @@ async def write_entry(
         workflow_id,
         run_id,
     )
+    return created_at
 
 
 async def entry_amount(conn: Connection, entry_type: EntryType, lot_id: str) -> int:
@@ -116,21 +121,40 @@ async def entry_amount(conn: Connection, entry_type: EntryType, lot_id: str) -> 
 
 
 async def publish(
-    conn: Connection,
-    event_type: EventType,
-    customer_id: str,
-    payload: dict[str, Any],
-    *,
-    lot_id: str | None = None,
-    order_id: str | None = None,
+    conn: Connection, event_type: Literal["redeemed", "reversed"], customer_id: str, order_id: str, payload: Model
 ) -> None:
+    """An order's event (`redeemed`, `reversed`): the `Redemption` or `Reversal` itself."""
     await conn.execute(
-        "INSERT INTO outbox (event_type, customer_id, lot_id, order_id, payload) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO outbox (event_type, customer_id, order_id, payload) VALUES ($1, $2, $3, $4)",
         event_type,
         customer_id,
-        lot_id,
         order_id,
-        payload,
+        payload.model_dump(mode="json"),
+    )
+
+
+async def publish_lot_events(
+    conn: Connection,
+    event_type: LotEventType,
+    lot_ids: list[str],
+    *,
+    change: int = 0,
+    order_id: str | None = None,
+    reversal_id: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """The lots' events, each payload built by the one SQL function `lot_event` from the lot's row as
+    this transaction left it (`incentives.domain.events.LotEvent` states the shape)."""
+    await conn.execute(
+        """INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
+           SELECT $1, l.customer_id, l.lot_id, l.promotion_id, lot_event(l, $3, $4, $5, $6)
+           FROM lots l WHERE l.lot_id = ANY($2::text[]) ORDER BY l.lot_id""",
+        event_type,
+        lot_ids,
+        change,
+        order_id,
+        reversal_id,
+        reason,
     )
 
 
@@ -262,13 +286,11 @@ async def write_off_again(
         reversal_id=reversal_id,
         reason=reason,
     )
-    event: EventType = "expired" if entry_type == "expire" else "revoked"
-    payload = {"lot_id": part.lot_id, "currency": row["currency"], "amount": amount, "reversal_id": reversal_id}
-    await publish(conn, event, row["customer_id"], payload, lot_id=part.lot_id)
+    event: LotEventType = "expired" if entry_type == "expire" else "revoked"
+    await publish_lot_events(
+        conn, event, [part.lot_id], change=-amount, order_id=order_id, reversal_id=reversal_id, reason=reason
+    )
     return written
-
-
-BUDGET_THRESHOLDS = (50, 80, 100)
 
 
 async def commit_to_budget(conn: Connection, promotion_id: str, amount: int, *, kind: str | None = None) -> bool:
@@ -280,16 +302,11 @@ async def commit_to_budget(conn: Connection, promotion_id: str, amount: int, *, 
     is written. Each threshold of the budget crossed emits one `budget_threshold` event.
     """
     row = await conn.fetchrow(
-        """UPDATE promotions p SET committed_minor = committed_minor + $2,
-               threshold_reached = greatest(threshold_reached, (
-                   SELECT coalesce(max(t), 0) FROM unnest($3::int[]) t
-                   WHERE (committed_minor + $2) * 100 >= t * budget_minor))
-           FROM (SELECT threshold_reached AS before FROM promotions WHERE promotion_id = $1 FOR UPDATE) b
-           WHERE promotion_id = $1 AND ($4::text IS NULL OR kind = $4) AND committed_minor + $2 <= budget_minor
-           RETURNING pool_id, currency, committed_minor, budget_minor, b.before, threshold_reached""",
+        """UPDATE promotions SET committed_minor = committed_minor + $2
+           WHERE promotion_id = $1 AND ($3::text IS NULL OR kind = $3) AND committed_minor + $2 <= budget_minor
+           RETURNING pool_id, currency, committed_minor, budget_minor, threshold_reached""",
         promotion_id,
         amount,
-        list(BUDGET_THRESHOLDS),
         kind,
     )
     if row is None:
@@ -310,17 +327,37 @@ async def commit_to_budget(conn: Connection, promotion_id: str, amount: int, *, 
         )
         if pooled != "UPDATE 1":
             raise BudgetExhausted(f"pool {row['pool_id']} has no budget left for this; nothing was written")
-    for threshold in (t for t in BUDGET_THRESHOLDS if row["before"] < t <= row["threshold_reached"]):
-        payload = {
-            "promotion_id": promotion_id,
-            "threshold": threshold,
-            "committed": row["committed_minor"],
-            "budget": row["budget_minor"],
-            "currency": row["currency"],
-        }
+    await announce_thresholds(
+        conn,
+        promotion_id,
+        before=row["threshold_reached"],
+        committed=row["committed_minor"],
+        budget=row["budget_minor"],
+        currency=row["currency"],
+    )
+    return True
+
+
+async def announce_thresholds(
+    conn: Connection, promotion_id: str, *, before: int, committed: int, budget: int, currency: str
+) -> None:
+    """One `budget_threshold` event for each threshold the promotion's committed value crossed, and
+    the highest one reached recorded, on the promotion's row this transaction has locked (a grant
+    batch and a coupon's discount alike): each threshold is announced once."""
+    crossed = crossed_thresholds(before, committed, budget)
+    if not crossed:
+        return
+    await conn.execute(
+        "UPDATE promotions SET threshold_reached = greatest(threshold_reached, $2) WHERE promotion_id = $1",
+        promotion_id,
+        crossed[-1],
+    )
+    for threshold in crossed:
+        payload = BudgetThreshold(
+            promotion_id=promotion_id, threshold=threshold, committed=committed, budget=budget, currency=currency
+        )
         await conn.execute(
             "INSERT INTO outbox (event_type, promotion_id, payload) VALUES ('budget_threshold', $1, $2)",
             promotion_id,
-            payload,
+            payload.model_dump(mode="json"),
         )
-    return True

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import asyncpg
 from temporalio import activity
 
-from activities.ledger_writes import activity_log, fetch_one, origin, rejections_as_failures
+from activities.ledger_writes import activity_log, announce_thresholds, fetch_one, origin, rejections_as_failures
 from incentives.adapters.db import Connection, Pool
 from incentives.adapters.rows import Row
 from incentives.domain.errors import AudienceNotStaged, BatchRefused, PoolConflict, PromotionConflict
@@ -44,7 +44,6 @@ from incentives.domain.promotions import (
 )
 
 CHUNK = 20_000
-THRESHOLDS = (50, 80, 100)
 _HEARTBEAT_EVERY = 2.0
 
 T = TypeVar("T")
@@ -114,7 +113,7 @@ class PromotionActivities:
         keeper = promotion_workflow_id(clock.promotion_id)
         activated, _ = await self._in_chunks(_ACTIVATE, keeper, clock.as_of)
         reminded, _ = await self._in_chunks(_REMIND, keeper, clock.as_of)
-        expired, expired_value = await self._in_chunks(_EXPIRE, keeper, clock.as_of)
+        expired, expired_value = await self._in_chunks(_EXPIRE, keeper, clock.as_of, *origin())
         async with self._pool.acquire() as conn:
             state = await fetch_one(conn, _CLOCK_STATE, keeper, clock.as_of)
         outcome = ClockOutcome(
@@ -132,7 +131,7 @@ class PromotionActivities:
     async def revoke_outstanding(self, revoke: RevokeOutstanding) -> int:
         """Revokes every live lot of the promotion (a cancel with `--revoke-outstanding`)."""
         keeper = promotion_workflow_id(revoke.promotion_id)
-        count, value = await _heartbeating(self._in_chunks(_REVOKE, keeper, revoke.as_of, revoke.reason))
+        count, value = await _heartbeating(self._in_chunks(_REVOKE, keeper, revoke.as_of, *origin(), revoke.reason))
         activity_log(promotion_id=revoke.promotion_id).info("outstanding lots revoked", lots=count, amount=value)
         return count
 
@@ -163,11 +162,10 @@ class PromotionActivities:
 
     async def _in_chunks(self, sql: str, keeper: str, as_of: datetime, *extra: object) -> tuple[int, int]:
         """Runs a chunked transition until a chunk comes back short; returns (lots, value) in all."""
-        workflow_id, run_id = origin()
         lots = value = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
-                row = await fetch_one(conn, sql, keeper, as_of, CHUNK, workflow_id, run_id, *extra)
+                row = await fetch_one(conn, sql, keeper, as_of, CHUNK, *extra)
             lots += row["lots"]
             value += row["value"]
             if row["lots"] < CHUNK:
@@ -379,18 +377,16 @@ async def _commit(
     for reason, n in outcome.skipped.items():
         skipped[reason] = skipped.get(reason, 0) + n
     committed = promotion["committed_minor"] + outcome.committed
-    reached = max((t for t in THRESHOLDS if committed * 100 >= t * promotion["budget_minor"]), default=0)
     await conn.execute(
         """UPDATE promotions SET processed = processed + $2, granted_count = granted_count + $3,
-               committed_minor = $4, skipped = $5, threshold_reached = greatest(threshold_reached, $6),
-               state = CASE WHEN state = 'scheduled' THEN 'granting' ELSE state END, updated_at = $7
+               committed_minor = $4, skipped = $5,
+               state = CASE WHEN state = 'scheduled' THEN 'granting' ELSE state END, updated_at = $6
            WHERE promotion_id = $1""",
         batch.promotion_id,
         entries,
         outcome.granted,
         committed,
         skipped,
-        reached,
         batch.wave,
     )
     if promotion["pool_id"] is not None and outcome.committed:
@@ -399,13 +395,14 @@ async def _commit(
             promotion["pool_id"],
             outcome.committed,
         )
-    for threshold in (t for t in THRESHOLDS if promotion["threshold_reached"] < t <= reached):
-        payload = {"promotion_id": batch.promotion_id, "threshold": threshold, "committed": committed}
-        await conn.execute(
-            "INSERT INTO outbox (event_type, promotion_id, payload) VALUES ('budget_threshold', $1, $2)",
-            batch.promotion_id,
-            {**payload, "budget": promotion["budget_minor"], "currency": terms.currency},
-        )
+    await announce_thresholds(
+        conn,
+        batch.promotion_id,
+        before=promotion["threshold_reached"],
+        committed=committed,
+        budget=promotion["budget_minor"],
+        currency=terms.currency,
+    )
     workflow_id, run_id = origin()
     await conn.execute(
         """INSERT INTO promotion_batches (promotion_id, first_position, last_position, wave, outcome, workflow_id, run_id)
@@ -454,7 +451,7 @@ inserted AS (
            $10, $11, $12, $13, $14, $14, $15, $16, $17, $18, $19, $20, $6
     FROM eligible WHERE k <= $5 ORDER BY position
     ON CONFLICT (lot_id) DO NOTHING
-    RETURNING lot_id, customer_id, amount_minor, currency, status, effective_at, expires_at
+    RETURNING lots AS lot, lot_id, customer_id, amount_minor, currency
 ),
 ledger AS (
     INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, amount_minor, currency,
@@ -463,11 +460,8 @@ ledger AS (
 ),
 events AS (
     INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
-    SELECT 'granted', customer_id, lot_id, $1,
-           jsonb_build_object('lot_id', lot_id, 'promotion_id', $1::text, 'currency', currency,
-                              'amount', amount_minor, 'status', status, 'effective_at', effective_at,
-                              'expires_at', expires_at)
-    FROM inserted
+    SELECT 'granted', customer_id, lot_id, $1, lot_event(lot, amount_minor, NULL, NULL, NULL)
+    FROM inserted ORDER BY lot_id
 )
 SELECT (SELECT count(*) FROM entries) AS entries,
        (SELECT count(*) FROM eligible) AS eligible,
@@ -475,7 +469,8 @@ SELECT (SELECT count(*) FROM entries) AS entries,
 """
 
 # -- clock ----------------------------------------------------------------------------------------
-# Each takes ($1 keeper, $2 as_of, $3 chunk, $4 workflow id, $5 run id) and returns (lots, value).
+# Each takes ($1 keeper, $2 as_of, $3 chunk) and returns (lots, value); a write-off also ($4 workflow
+# id, $5 run id) for its ledger rows, and a revocation ($6 reason).
 # `FOR UPDATE` returns each lot as it is once locked, so a redemption committed meanwhile is seen.
 
 _ACTIVATE = """
@@ -485,14 +480,12 @@ WITH due AS (
 ),
 done AS (
     UPDATE lots l SET status = 'active' FROM due WHERE l.lot_id = due.lot_id
-    RETURNING l.lot_id, l.customer_id, l.promotion_id, l.currency, l.remaining_minor, l.expires_at
+    RETURNING l AS lot, l.lot_id, l.customer_id, l.promotion_id
 ),
 events AS (
     INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
-    SELECT 'activated', customer_id, lot_id, promotion_id,
-           jsonb_build_object('lot_id', lot_id, 'currency', currency, 'remaining', remaining_minor,
-                              'expires_at', expires_at, 'workflow_id', $4::text, 'run_id', $5::text)
-    FROM done
+    SELECT 'activated', customer_id, lot_id, promotion_id, lot_event(lot, 0, NULL, NULL, NULL)
+    FROM done ORDER BY lot_id
 )
 SELECT count(*) AS lots, 0::bigint AS value FROM done
 """
@@ -506,15 +499,12 @@ WITH due AS (
 ),
 done AS (
     UPDATE lots l SET reminded_at = $2 FROM due WHERE l.lot_id = due.lot_id
-    RETURNING l.lot_id, l.customer_id, l.promotion_id, l.currency, l.remaining_minor, l.uses_left, l.expires_at
+    RETURNING l AS lot, l.lot_id, l.customer_id, l.promotion_id
 ),
 events AS (
     INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
-    SELECT 'reminder', customer_id, lot_id, promotion_id,
-           jsonb_build_object('lot_id', lot_id, 'currency', currency, 'remaining', remaining_minor,
-                              'uses_left', uses_left, 'expires_at', expires_at,
-                              'workflow_id', $4::text, 'run_id', $5::text)
-    FROM done
+    SELECT 'reminder', customer_id, lot_id, promotion_id, lot_event(lot, 0, NULL, NULL, NULL)
+    FROM done ORDER BY lot_id
 )
 SELECT count(*) AS lots, 0::bigint AS value FROM done
 """
@@ -527,7 +517,7 @@ WITH due AS (
 ),
 done AS (
     UPDATE lots l SET remaining_minor = 0, status = '{status}' FROM due WHERE l.lot_id = due.lot_id
-    RETURNING l.lot_id, l.customer_id, l.promotion_id, l.currency, due.remaining_minor AS amount
+    RETURNING l AS lot, l.lot_id, l.customer_id, l.promotion_id, l.currency, due.remaining_minor AS amount
 ),
 ledger AS (
     INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, amount_minor, currency, reason,
@@ -536,9 +526,8 @@ ledger AS (
 ),
 events AS (
     INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
-    SELECT '{status}', customer_id, lot_id, promotion_id,
-           jsonb_build_object('lot_id', lot_id, 'currency', currency, 'amount', amount)
-    FROM done
+    SELECT '{status}', customer_id, lot_id, promotion_id, lot_event(lot, -amount, NULL, NULL, {reason})
+    FROM done ORDER BY lot_id
 )
 SELECT count(*) AS lots, coalesce(sum(amount), 0)::bigint AS value FROM done
 """

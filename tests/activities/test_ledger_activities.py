@@ -100,13 +100,16 @@ class TestGrant:
         customer, lot_id = new_id("c"), new_id("lot")
         lot = await ledger.grant_lot(at(credit(lot_id, customer, 500, effective_at=T0 + timedelta(days=1))))
         assert lot.status == "pending"
+        # A pending lot gives nothing before it is effective.
+        early_order = redeem_at(customer, new_id("o"), 100, as_of_days=23 / 24)
+        assert (await rejected(ledger.redeem(early_order))).type == "NothingToRedeem"
+        assert await remaining(pool, lot_id) == (500, "pending")
         early = LotTransition(customer_id=customer, lot_id=lot_id, as_of=T0 + timedelta(hours=23))
         assert (await rejected(ledger.activate_lot(early))).type == "NotDue"
         due = LotTransition(customer_id=customer, lot_id=lot_id, as_of=T0 + timedelta(days=1))
         assert (await ledger.activate_lot(due)).status == "active"
         assert (await ledger.activate_lot(due)).status == "active"
         assert await events(pool, customer) == ["granted", "activated"]
-        # A pending lot gives nothing before it is active.
         assert await remaining(pool, lot_id) == (500, "active")
 
     async def test_the_ledger_rows_carry_the_calling_workflow(self, pool: Pool, new_id: NewId) -> None:
@@ -460,7 +463,7 @@ class TestRevokeExpireRemind:
         first = await ledger.revoke_lot(RevokeInput(request=request, as_of=T0))
         assert (first.revocation.amount, first.lot.status) == (900, "revoked")
         again = await ledger.revoke_lot(RevokeInput(request=request, as_of=T0 + timedelta(days=1)))
-        assert again.revocation.amount == 900
+        assert again == first  # the first result, exactly: the same time, amount, reason and lot
         reasons = await pool.fetch(
             "SELECT reason FROM ledger_entries WHERE lot_id = $1 AND entry_type = 'revoke'", lot_id
         )

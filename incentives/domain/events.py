@@ -1,0 +1,69 @@
+"""What each outbox event says: one payload per event type, whichever path wrote it.
+
+- A lot's events (`granted`, `activated`, `reminder`, `expired`, `revoked`) carry `LotEvent`. The
+  wallet's ledger activities write them one lot at a time, a promotion's batches and clock
+  set-based; both build the payload with the one SQL function `lot_event`
+  (migrations/0006_one_payload_per_event.sql), from the lot's row as the change leaves it. This model
+  states the shape and checks it in tests.
+- `redeemed` carries the `Redemption`, `reversed` the `Reversal` (one writer each).
+- `budget_threshold` carries `BudgetThreshold`, emitted by `crossed_thresholds` for a promotion's
+  grant batch and for a coupon's discount alike.
+
+Fields are added, never renamed: downstream systems read them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from incentives.domain.models import Instant, LotKind, LotStatus, Model
+from incentives.domain.money import Currency, MinorUnits
+
+# The shares of a promotion's budget whose crossing is announced once each.
+BUDGET_THRESHOLDS = (50, 80, 100)
+
+LotEventType = Literal["granted", "activated", "reminder", "expired", "revoked"]
+
+
+class LotEvent(Model):
+    """A change to one lot, as the lot stands after it."""
+
+    lot_id: str
+    customer_id: str
+    promotion_id: str | None
+    kind: LotKind
+    currency: Currency
+    amount: MinorUnits = Field(description="what the lot was granted (0 for a coupon)")
+    remaining: MinorUnits = Field(description="what it holds after this change")
+    uses_left: int | None = Field(description="a coupon's uses left; null for a credit")
+    status: LotStatus
+    effective_at: Instant | None
+    expires_at: Instant | None
+    granted_at: Instant
+    change: int = Field(description="minor units this event moved into (+) or out of (-) the lot")
+    order_id: str | None = Field(description="the order, when a reversal brought the change")
+    reversal_id: str | None = Field(description="the reversal, when one brought the change")
+    reason: str | None = Field(description="why, for a revocation or a write-off")
+
+
+class BudgetThreshold(Model):
+    """A promotion's committed value crossed `threshold` percent of its budget."""
+
+    promotion_id: str
+    threshold: int
+    committed: MinorUnits
+    budget: MinorUnits
+    currency: Currency
+
+
+def threshold_reached(committed: int, budget: int) -> int:
+    """The highest threshold (percent) that `committed` has reached of `budget`; 0 for none."""
+    return max((t for t in BUDGET_THRESHOLDS if committed * 100 >= t * budget), default=0)
+
+
+def crossed_thresholds(before: int, committed: int, budget: int) -> list[int]:
+    """The thresholds a move to `committed` crosses, given the highest one reached `before`."""
+    reached = threshold_reached(committed, budget)
+    return [t for t in BUDGET_THRESHOLDS if before < t <= reached]
