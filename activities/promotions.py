@@ -25,7 +25,7 @@ import asyncpg
 from temporalio import activity
 
 from activities.ledger_writes import activity_log, announce_thresholds, fetch_one, origin, rejections_as_failures
-from incentives.adapters.db import Connection, Pool
+from incentives.adapters.db import Connection, Pool, numbered
 from incentives.adapters.rows import Row
 from incentives.domain.errors import AudienceNotStaged, BatchRefused, PoolConflict, PromotionConflict
 from incentives.domain.promotions import (
@@ -295,7 +295,8 @@ async def _grant(conn: Connection, batch: GrantBatchInput) -> BatchOutcome:
     if fit < BATCHES_IN_FLIGHT * (batch.last_position - batch.first_position + 1):
         promotion = await _lock(conn, batch.promotion_id)
         fit, bound = await _room(conn, promotion, terms, lock=True)
-    counts = await fetch_one(conn, _GRANT, *_grant_args(terms, batch, fit))
+    sql, values = numbered(_GRANT, _grant_args(terms, batch, fit))
+    counts = await fetch_one(conn, sql, *values)
     promotion = await _lock(conn, batch.promotion_id)
     granted = counts["granted"]
     skipped: dict[SkipReason, int] = {
@@ -339,34 +340,34 @@ async def _room(conn: Connection, promotion: Row, terms: PromotionTerms, *, lock
     return min(room, default=(2**62, "budget"))
 
 
-def _grant_args(terms: PromotionTerms, batch: GrantBatchInput, fit: int) -> list[object]:
+def _grant_args(terms: PromotionTerms, batch: GrantBatchInput, fit: int) -> dict[str, object]:
     validity, coupon = terms.validity, terms.coupon
     effective_at = validity.effective_at(batch.wave)
     workflow_id, run_id = origin()
-    return [
-        batch.promotion_id,
-        batch.first_position,
-        batch.last_position,
-        terms.budget.per_customer,
-        fit,
-        promotion_workflow_id(batch.promotion_id),
-        terms.kind,
-        terms.currency,
-        terms.amount or 0,
-        coupon.amount_off if coupon else None,
-        coupon.percent_off if coupon else None,
-        coupon.cap if coupon else None,
-        coupon.min_order if coupon else None,
-        coupon.uses if coupon else None,
-        "pending" if effective_at is not None and effective_at > batch.wave else "active",
-        effective_at,
-        validity.expires_at_for(batch.wave),
-        validity.remind_before,
-        batch.wave,
-        f"promotion:{terms.digest()}",
-        workflow_id,
-        run_id,
-    ]
+    return {
+        "promotion_id": batch.promotion_id,
+        "first_position": batch.first_position,
+        "last_position": batch.last_position,
+        "per_customer": terms.budget.per_customer,
+        "fit": fit,
+        "clock": promotion_workflow_id(batch.promotion_id),
+        "kind": terms.kind,
+        "currency": terms.currency,
+        "amount": terms.amount or 0,
+        "amount_off": coupon.amount_off if coupon else None,
+        "percent_off": coupon.percent_off if coupon else None,
+        "cap": coupon.cap if coupon else None,
+        "min_order": coupon.min_order if coupon else None,
+        "uses": coupon.uses if coupon else None,
+        "status": "pending" if effective_at is not None and effective_at > batch.wave else "active",
+        "effective_at": effective_at,
+        "expires_at": validity.expires_at_for(batch.wave),
+        "remind_before": validity.remind_before,
+        "granted_at": batch.wave,
+        "grant_digest": f"promotion:{terms.digest()}",
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+    }
 
 
 async def _commit(
@@ -426,41 +427,43 @@ async def _commit(
 _GRANT = """
 WITH later AS (
     SELECT coalesce(min(first_position), 9223372036854775807) AS first_position
-    FROM promotion_audience_loads WHERE promotion_id = $1 AND load_no > 0
+    FROM promotion_audience_loads WHERE promotion_id = :promotion_id AND load_no > 0
 ),
 entries AS (
     SELECT a.position, a.customer_id,
            row_number() OVER (PARTITION BY a.customer_id ORDER BY a.position)
            + CASE WHEN a.position < (SELECT first_position FROM later) THEN 0
-                  ELSE (SELECT count(*) FROM generate_series(1, $4::int) k
-                        WHERE EXISTS (SELECT 1 FROM lots WHERE lot_id = promotion_lot_id($1, a.customer_id, k)))
+                  ELSE (SELECT count(*) FROM generate_series(1, :per_customer::int) k
+                        WHERE EXISTS (SELECT 1 FROM lots
+                                      WHERE lot_id = promotion_lot_id(:promotion_id, a.customer_id, k)))
              END AS ordinal
     FROM promotion_audience a
-    WHERE a.promotion_id = $1 AND a.position BETWEEN $2 AND $3
+    WHERE a.promotion_id = :promotion_id AND a.position BETWEEN :first_position AND :last_position
 ),
 eligible AS (
     SELECT position, customer_id, ordinal, row_number() OVER (ORDER BY position) AS k
-    FROM entries WHERE ordinal <= $4
+    FROM entries WHERE ordinal <= :per_customer
 ),
 inserted AS (
     INSERT INTO lots (lot_id, customer_id, promotion_id, kind, currency, amount_minor, remaining_minor,
                       coupon_amount_off_minor, coupon_percent_off, coupon_cap_minor, coupon_min_order_minor,
                       uses_allowed, uses_left, status, effective_at, expires_at, remind_before, granted_at,
                       grant_digest, clock_workflow_id)
-    SELECT promotion_lot_id($1, customer_id, ordinal), customer_id, $1, $7, $8, $9, $9,
-           $10, $11, $12, $13, $14, $14, $15, $16, $17, $18, $19, $20, $6
-    FROM eligible WHERE k <= $5 ORDER BY position
+    SELECT promotion_lot_id(:promotion_id, customer_id, ordinal), customer_id, :promotion_id, :kind, :currency,
+           :amount, :amount, :amount_off, :percent_off, :cap, :min_order, :uses, :uses, :status, :effective_at,
+           :expires_at, :remind_before, :granted_at, :grant_digest, :clock
+    FROM eligible WHERE k <= :fit ORDER BY position
     ON CONFLICT (lot_id) DO NOTHING
     RETURNING lots AS lot, lot_id, customer_id, amount_minor, currency
 ),
 ledger AS (
     INSERT INTO ledger_entries (entry_type, lot_id, customer_id, promotion_id, amount_minor, currency,
                                 workflow_id, run_id)
-    SELECT 'grant', lot_id, customer_id, $1, amount_minor, currency, $21, $22 FROM inserted
+    SELECT 'grant', lot_id, customer_id, :promotion_id, amount_minor, currency, :workflow_id, :run_id FROM inserted
 ),
 events AS (
     INSERT INTO outbox (event_type, customer_id, lot_id, promotion_id, payload)
-    SELECT 'granted', customer_id, lot_id, $1, lot_event(lot, amount_minor, NULL, NULL, NULL)
+    SELECT 'granted', customer_id, lot_id, :promotion_id, lot_event(lot, amount_minor, NULL, NULL, NULL)
     FROM inserted ORDER BY lot_id
 )
 SELECT (SELECT count(*) FROM entries) AS entries,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -65,3 +66,25 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 1
 
 def _unreachable(database_url: str, error: BaseException) -> Unavailable:
     return Unavailable(f"cannot connect to Postgres at {redact(database_url)}: {connection_failure(error)}")
+
+
+# `:name`, not preceded by `:` or a word character: a `::type` cast stays. (Statements written this
+# way hold no `:` in their string literals.)
+_NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)\b")
+
+
+def numbered(sql: str, params: dict[str, object]) -> tuple[str, list[object]]:
+    """`sql` written with `:name` placeholders, as asyncpg takes it: `$n` placeholders and the values
+    in their order. A statement with many parameters pairs each value with its name, not by counting;
+    a name without a value, or a value the statement never names, is a programming error."""
+    order: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in order:
+            order.append(name)
+        return f"${order.index(name) + 1}"
+
+    text = _NAMED.sub(placeholder, sql)
+    assert set(order) == set(params), f"placeholders {sorted(order)} and values {sorted(params)} differ"
+    return text, [params[name] for name in order]
