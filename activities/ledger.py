@@ -5,9 +5,13 @@ Guarantees, for every activity here:
   lot for time-driven transitions) is looked up first, under the customer's lock; a retry returns
   the first result and writes nothing, also when the first attempt committed and its reply was
   lost. The same key with a different payload is a conflict, never a silent second write.
-- Guarded in SQL: every decrement is a conditional UPDATE (`activities.ledger_writes.take`),
-  backed by the table's CHECK constraints, so a stale or concurrent caller cannot overspend
-  whatever it believes. A guard that fires is `InsufficientValue`.
+- Guarded in SQL: a redemption takes from a lot only by a conditional UPDATE
+  (`activities.ledger_writes.take`: active, and holding enough), and a reversal gives back only
+  within the lot's amount (`give_back`); expiry and revocation zero what is left of a lot they
+  hold locked (`FOR UPDATE`), so nothing takes from it meanwhile, and a write-off after a reversal
+  takes back no more than the lot holds. CHECK constraints (0 <= remaining <= amount, uses within
+  their bounds) back all of them, so a stale or concurrent caller cannot overspend whatever it
+  believes. A guard that fires is `InsufficientValue`.
 - One transaction: lot rows, their ledger rows and their outbox event commit together or not at all.
 - Serialized per customer: each transaction first takes the customer's advisory lock.
 

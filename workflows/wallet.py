@@ -104,7 +104,7 @@ class WalletWorkflow:
         self._loading = False
         self._lock = asyncio.Lock()
         # Redeems waiting for the ledger, in arrival order (see `_redeem_in_turn`).
-        self._waiting: list[_Turn] = []
+        self._waiting: list[_WaitingRedeem] = []
         # The instant the main loop sleeps until; a handler that needs it sooner wakes it.
         self._planned: datetime | None = None
         self._wake = False
@@ -303,10 +303,10 @@ class WalletWorkflow:
         """Waits for the ledger like any operation; the redeem that gets it takes every redeem
         waiting by then (up to `MAX_REDEEMS_TOGETHER`, in arrival order) into one ledger call, and
         the others find their answer ready when their turn comes."""
-        turn = _Turn(request)
-        self._waiting.append(turn)
+        mine = _WaitingRedeem(request)
+        self._waiting.append(mine)
         async with self._lock:
-            if turn.answer is None:
+            if mine.answer is None:
                 together = self._waiting[:MAX_REDEEMS_TOGETHER]
                 del self._waiting[:MAX_REDEEMS_TOGETHER]
                 try:
@@ -314,20 +314,20 @@ class WalletWorkflow:
                 except BaseException:
                     # This handler was cancelled (the ledger call itself retries until it answers):
                     # the others it took go back to the front of the line for the next turn.
-                    self._waiting[:0] = [other for other in together if other is not turn and other.answer is None]
+                    self._waiting[:0] = [other for other in together if other is not mine and other.answer is None]
                     raise
-        return turn.result()
+        return mine.result()
 
-    async def _redeem_together(self, turns: list[_Turn]) -> None:
+    async def _redeem_together(self, waiting: list[_WaitingRedeem]) -> None:
         now = workflow.now()
-        redeems = [RedeemInput(request=turn.request, as_of=now) for turn in turns]
+        redeems = [RedeemInput(request=each.request, as_of=now) for each in waiting]
         answers = await activity_calls.redeem_together(RedeemTogether(redeems=redeems))
-        for turn, answer in zip(turns, answers.answers, strict=True):
+        for each, answer in zip(waiting, answers.answers, strict=True):
             if answer.outcome is not None:
                 for lot in answer.outcome.lots:
                     self._remember(lot)
                 self._remember_order(answer.outcome.order)
-            turn.answer = answer
+            each.answer = answer
 
     @redeem.validator
     def _validate_redeem(self, request: RedeemRequest) -> None:
@@ -403,7 +403,7 @@ class WalletWorkflow:
 
 
 @dataclass
-class _Turn:
+class _WaitingRedeem:
     """A redeem waiting for the ledger, then its answer."""
 
     request: RedeemRequest

@@ -134,7 +134,7 @@ class IncentivesClient:
         self._reversal_window = reversal_window
         self._default_timeout = default_timeout
         self._search_attributes = search_attributes
-        self._turns = _Turns(max_in_flight_per_wallet)
+        self._in_flight = _CallsPerWallet(max_in_flight_per_wallet)
         self._running = _RecentWallets(RECENT_WALLETS)
 
     @property
@@ -204,7 +204,7 @@ class IncentivesClient:
         """
         deadline = timeout or self._default_timeout
         try:
-            async with asyncio.timeout(deadline.total_seconds()), self._turns.take(customer_id):
+            async with asyncio.timeout(deadline.total_seconds()), self._in_flight.take(customer_id):
                 return await self._until_answered(update, request, customer_id, update_id)
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             # The SDK turns the deadline's cancellation of a waiting update into its own error.
@@ -283,7 +283,7 @@ class _RecentWallets:
         self._customers.pop(customer_id, None)
 
 
-class _Turns:
+class _CallsPerWallet:
     """At most `size` calls in flight per wallet from this client; the others wait, first come first served."""
 
     def __init__(self, size: int) -> None:
@@ -307,7 +307,11 @@ class _Turns:
 
 def _retrieve_start_error(start: WalletStart) -> None:
     """The SDK keeps a failed start's error in the operation's handle future, which nobody else
-    reads; unread, asyncio logs it as "Future exception was never retrieved" at exit."""
+    reads; unread, asyncio logs it as "Future exception was never retrieved" at exit.
+
+    The SDK's only public way to it, `await start.workflow_handle()`, waits until the start has
+    answered, which a call cancelled at the caller's deadline never does; so this reads the future
+    without waiting, through its private name (the SDK's version is pinned in the lock file)."""
     handle = start._workflow_handle
     if handle.done() and not handle.cancelled():
         handle.exception()
