@@ -12,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from incentives.app.client import _retryable, _Turns, update_id
+from incentives.app.client import _retryable, _CallsPerWallet, update_id
 from incentives.domain.models import RedeemRequest
 
 
@@ -69,7 +69,7 @@ def test_update_ids_are_the_callers_id_plus_a_payload_digest() -> None:
 
 
 async def test_calls_on_one_wallet_take_turns_and_a_wallet_with_no_caller_is_forgotten() -> None:
-    turns = _Turns(3)
+    turns = _CallsPerWallet(3)
     inside = {"a": 0, "b": 0}
     most = {"a": 0, "b": 0}
 
