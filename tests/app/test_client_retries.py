@@ -12,7 +12,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from incentives.app.client import _retryable, _CallsPerWallet, update_id
+from incentives.app.client import _CallsPerWallet, _retryable, update_id
 from incentives.domain.models import RedeemRequest
 
 
