@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from incentives.adapters.db import Connection, Pool, create_pool, redact
+from incentives.adapters.db import Connection, Pool, create_pool
 from incentives.adapters.endpoints import HINT, endpoints
 from incentives.adapters.settings import Settings
 from incentives.domain.errors import IncentivesError, Unavailable
@@ -96,8 +96,50 @@ async def _apply(conn: Connection, migrations: list[Migration]) -> list[Migratio
     return applied
 
 
+class SchemaBehind(Unavailable):
+    """The database's schema is older than this code: a reading command waits for a writer (`dev up`,
+    a worker, `promotion start`) to bring it current instead of migrating it itself."""
+
+
+async def connect_reader(settings: Settings, *, max_size: int | None = None) -> Pool:
+    """A pool for a command that only reads (`wallet`, `promotion status`, `history`, `reconcile`...):
+    the schema is checked, never migrated, so reading takes no global lock and needs no owner rights."""
+    url = endpoints(settings).database_url
+    pool = await _open(url, max_size or settings.db_pool_max)
+    try:
+        await require_current_schema(pool)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
+
+
+async def require_current_schema(pool: Pool, migrations: list[Migration] | None = None) -> None:
+    """`SchemaBehind` unless every migration of this code is applied (a newer schema is fine for a
+    reader); `MigrationError` if an applied one has since changed."""
+    wanted = load_migrations() if migrations is None else migrations
+    async with pool.acquire() as conn:
+        recorded: dict[int, str] = {}
+        if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+            recorded = {row["version"]: row["checksum"] for row in await conn.fetch("SELECT * FROM schema_migrations")}
+    missing = [migration for migration in wanted if migration.version not in recorded]
+    if missing:
+        first = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise SchemaBehind(
+            f"the database's schema is behind this code: migration {first.version:04d}_{first.name}{more} is not "
+            "applied; run `incentives dev up` or start a worker, which bring it current"
+        )
+    for migration in wanted:
+        if recorded[migration.version] != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} differs from the one the database applied"
+            )
+
+
 async def connect_database(settings: Settings, *, max_size: int | None = None) -> Pool:
-    """The one way a process opens the database: a pool at the current schema, as the owner."""
+    """A pool for a process that writes (a worker, `dev up`, `promotion start`), at the current
+    schema: what is not applied yet is applied first, as the owner."""
     url = endpoints(settings).database_url
     pool = await _open(url, max_size or settings.db_pool_max)
     try:
@@ -120,4 +162,4 @@ async def _open(url: str, max_size: int) -> Pool:
     try:
         return await create_pool(url, max_size=max_size)
     except Unavailable as error:
-        raise Unavailable(f"cannot reach Postgres at {redact(url)}; {HINT}") from error
+        raise Unavailable(f"{error}; {HINT}") from error

@@ -45,7 +45,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from incentives.adapters.db import Pool
-from incentives.adapters.migrations import connect_database
+from incentives.adapters.migrations import connect_reader
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.app import views
@@ -107,7 +107,7 @@ async def connect(settings: Settings | None = None) -> AsyncIterator[IncentivesC
     """An `IncentivesClient` on the configured Temporal and Postgres, closed on exit."""
     settings = settings or Settings()
     temporal = await connect_temporal(settings)
-    pool = await connect_database(settings, max_size=4)
+    pool = await connect_reader(settings, max_size=4)
     try:
         yield IncentivesClient(temporal, pool, task_queue=settings.task_queue, reversal_window=settings.reversal_window)
     finally:

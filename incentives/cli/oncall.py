@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from temporalio.client import WorkflowHistory
 
-from incentives.adapters.migrations import connect_database
+from incentives.adapters.migrations import connect_reader
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.app import history
@@ -87,7 +87,7 @@ def _reconcile_parser(commands: argparse._SubParsersAction[Parser]) -> None:
 async def _history(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     target = check_id(args.target, "TARGET")
     temporal = await connect_temporal(settings)
-    pool = await connect_database(settings, max_size=1)
+    pool = await connect_reader(settings, max_size=1)
     try:
         workflow_id = await history.resolve(pool, target)
         histories = await history.runs(temporal, workflow_id)
@@ -112,7 +112,7 @@ async def _history(args: argparse.Namespace, settings: Settings, console: Consol
 async def _explain(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     customer = check_id(args.customer, "CUSTOMER")
     temporal = await connect_temporal(settings)
-    pool = await connect_database(settings, max_size=1)
+    pool = await connect_reader(settings, max_size=1)
     try:
         story = await explain(pool, temporal, customer)
     finally:
@@ -170,7 +170,7 @@ def _one_run(histories: list[tuple[str, WorkflowHistory]], run_id: str | None) -
 async def _reconcile(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     customer = None if args.customer is None else check_id(args.customer, "--customer")
     promotion = None if args.promotion is None else check_promotion_id(args.promotion, "--promotion")
-    pool = await connect_database(settings, max_size=1)
+    pool = await connect_reader(settings, max_size=1)
     try:
         books = await reconcile(pool, customer=customer, promotion=promotion)
     finally:

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from rich.console import Console
 
-from incentives.adapters.migrations import connect_database
+from incentives.adapters.migrations import connect_reader
 from incentives.adapters.settings import Settings
 from incentives.app import views
 from incentives.app.client import IncentivesClient, connect
@@ -232,7 +232,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings, console: Console
 async def _wallet(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     """Postgres only: the ledger is the truth, and reading it must work while Temporal is down."""
     customer, limit = flags.customer(args), flags.ledger_limit(args)
-    pool = await connect_database(settings, max_size=1)
+    pool = await connect_reader(settings, max_size=1)
     try:
         view = await views.wallet_view(pool, customer, ledger_limit=limit)
     finally:

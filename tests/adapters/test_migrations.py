@@ -11,8 +11,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import client
 from incentives.adapters.db import create_pool
-from incentives.adapters.migrations import Migration, MigrationError, load_migrations, migrate
+from incentives.adapters.migrations import (
+    Migration,
+    MigrationError,
+    SchemaBehind,
+    load_migrations,
+    migrate,
+    require_current_schema,
+)
 from incentives.devstack.servers import EmbeddedPostgres
 
 
@@ -95,5 +103,34 @@ class TestMigrate:
                 await migrate(pool, [Migration(1, "broken", "CREATE TABLE half (id int); CREATE TABLEX oops")])
             assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == 0
             assert await pool.fetchval("SELECT to_regclass('half')") is None
+        finally:
+            await pool.close()
+
+
+class TestReaders:
+    async def test_a_reading_command_never_migrates_and_says_what_to_run(
+        self, postgres: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        url = await fresh_database(postgres)
+        monkeypatch.setenv("DATABASE_URL", url)
+        monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+        for command in (["wallet", "alice"], ["promotion", "status", "p1"], ["reconcile"]):
+            code = await asyncio.to_thread(client.run, command)
+            err = capsys.readouterr().err
+            assert code == 3, (command, err)
+            more = len(load_migrations()) - 1
+            assert f"schema is behind this code: migration 0001_ledger and {more} more is not applied" in err, err
+            assert "run `incentives dev up` or start a worker" in err
+        assert await tables(url) == set()  # nothing created, not even the migrations' own table
+
+    async def test_a_reader_of_a_current_schema_connects(self, postgres: EmbeddedPostgres) -> None:
+        url = await fresh_database(postgres)
+        pool = await create_pool(url, max_size=1)
+        try:
+            await migrate(pool)
+            await require_current_schema(pool)
+            behind = [*load_migrations(), Migration(9999, "later", "SELECT 1")]
+            with pytest.raises(SchemaBehind, match="migration 9999_later is not applied"):
+                await require_current_schema(pool, behind)
         finally:
             await pool.close()
