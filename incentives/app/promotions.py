@@ -31,7 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.promotions import promotion_figures, promotion_movements
 from incentives.adapters.db import Pool
-from incentives.adapters.migrations import connect_database
+from incentives.adapters.migrations import connect_database, connect_reader
 from incentives.adapters.rows import Row
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
@@ -93,9 +93,9 @@ async def connect_promotions(settings: Settings | None = None) -> AsyncIterator[
 @asynccontextmanager
 async def connect_promotion_books(settings: Settings | None = None) -> AsyncIterator[PromotionBooks]:
     """`PromotionBooks` on the configured Postgres alone: status, list and report work while
-    Temporal is down, as they read only Postgres."""
+    Temporal is down, as they read only Postgres (and never migrate it)."""
     settings = settings or Settings()
-    pool = await connect_database(settings, max_size=2)
+    pool = await connect_reader(settings, max_size=2)
     try:
         yield PromotionBooks(pool)
     finally:
