@@ -31,6 +31,7 @@ from incentives.domain.models import (
     RevokeRequest,
 )
 from incentives.domain.money import check_currency, check_decimal, parse_amount
+from incentives.domain.spec_documents import InvalidSpec
 from incentives.domain.timeparse import parse_duration, parse_instant
 
 ModelT = TypeVar("ModelT", bound=Model)
@@ -71,7 +72,10 @@ _FIELD_IN_MESSAGE = re.compile(r"`([a-z_]+)`")
 
 
 def named(error: InvalidInput, names: Mapping[str, str] = FLAGS) -> InvalidInput:
-    """The same error with the field, and the fields its reason mentions, named as flags."""
+    """The same error with the field, and the fields its reason mentions, named as flags; an
+    error in a spec file or an audience CSV unchanged (it names the file's field)."""
+    if isinstance(error, InvalidSpec):
+        return error
     reason = _FIELD_IN_MESSAGE.sub(lambda match: names.get(match[1], match[1]), error.reason)
     return type(error)(names.get(error.field, error.field), reason)
 

@@ -60,6 +60,8 @@ def _starters(actions: argparse._SubParsersAction[Parser]) -> None:
         "  incentives promotion check examples/promotions/spring-credit.yaml --json",
     )
     check.add_argument("spec", type=Path, metavar="FILE", help="the spec file (YAML or JSON)")
+    root_help = "another directory the spec's audience.file may be in (by default, only the spec file's own)"
+    check.add_argument("--audience-root", type=Path, metavar="DIR", help=root_help)
     check.add_argument("--json", action="store_true", help=JSON_HELP)
     check.set_defaults(handler=_check)
     start = command(
@@ -72,6 +74,7 @@ def _starters(actions: argparse._SubParsersAction[Parser]) -> None:
         "  incentives promotion start examples/promotions/spring-credit.yaml",
     )
     start.add_argument("spec", type=Path, metavar="FILE", help="the spec file (YAML or JSON)")
+    start.add_argument("--audience-root", type=Path, metavar="DIR", help=root_help)
     start.add_argument("--json", action="store_true", help=JSON_HELP)
     start.set_defaults(handler=_start)
     add = command(
@@ -163,7 +166,7 @@ def _promotion_id(args: argparse.Namespace) -> str:
 
 async def _check(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     spec = spec_files.read_spec(args.spec)
-    audience = spec_files.survey(spec_files.audience(spec, args.spec))
+    audience = spec_files.survey(spec_files.audience(spec, args.spec, root=args.audience_root))
     terms = spec.terms
     grants = terms.grants_that_fit(audience.size)
     summary = {
@@ -187,7 +190,7 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
 
 async def _start(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     spec = spec_files.read_spec(args.spec)
-    ids = spec_files.audience(spec, args.spec)
+    ids = spec_files.audience(spec, args.spec, root=args.audience_root)
     async with connect_promotions(settings) as promotions:
         started = await promotions.start(spec.terms, ids)
     if args.json:

@@ -1,10 +1,12 @@
 """A promotion's spec file (YAML or JSON) into `PromotionTerms`, and its audience into customer ids.
 
-Every error is an `InvalidInput` naming the field's path in the file (`budget.pool.amount`,
-`audience.customers[3]`) and why; nothing is started. YAML plain scalars are read as text (no
-YAML floats, integers or timestamps): `amount: 10.10` is exactly 10.10, never a binary float,
-and an instant keeps the time zone it was written with, which must be there. In JSON, amounts are
-strings ("10.00") and whole numbers may be numbers.
+Every error is an `InvalidSpec` naming the field's path in the file (`budget.pool.amount`,
+`audience.customers[3]`) and why; nothing is started. The text is read by `spec_documents`
+(nesting deeper than 20 levels, a key given twice, YAML anchors, aliases and tags are refused
+there). YAML plain scalars are read as text (no YAML floats, integers or timestamps):
+`amount: 10.10` is exactly 10.10, never a binary float, and an instant keeps the time zone it was
+written with, which must be there. In JSON, amounts are strings ("10.00") and whole numbers may
+be numbers.
 
 Keys (more may be added; none renamed):
 
@@ -18,15 +20,13 @@ Keys (more may be added; none renamed):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from incentives.domain.errors import InvalidCombination, InvalidId, InvalidInput
+from incentives.domain.errors import InvalidCombination, InvalidInput, InvalidText
 from incentives.domain.inputs import check_id, check_reason, parse_whole
 from incentives.domain.models import CouponTerms, Model
 from incentives.domain.money import check_currency, parse_amount
@@ -38,6 +38,7 @@ from incentives.domain.promotions import (
     Validity,
     check_promotion_id,
 )
+from incentives.domain.spec_documents import InvalidSpec, key_name, load_document
 from incentives.domain.timeparse import parse_duration, parse_instant
 
 MAX_GRANTS = 10**9
@@ -125,33 +126,18 @@ class _Spec(_Shape):
 # -- reading --------------------------------------------------------------------------------------
 
 
-class _TextLoader(yaml.SafeLoader):
-    """YAML whose plain scalars stay text, except booleans and nulls."""
-
-
-_TextLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def load_document(text: str, *, json_file: bool) -> Any:
-    """The file's structure; a syntax error names its line."""
-    try:
-        if json_file:
-            return json.loads(text)
-        return yaml.load(text, Loader=_TextLoader)
-    except json.JSONDecodeError as error:
-        raise InvalidInput("spec", f"not valid JSON: {error.msg} at line {error.lineno}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "cannot be read"
-        raise InvalidInput("spec", f"not valid YAML: {problem}{where}") from None
-
-
 def parse_spec(text: str, *, json_file: bool = False) -> PromotionSpec:
-    """A spec file's text as `PromotionSpec`, or the first `InvalidInput` naming its field."""
+    """A spec file's text as `PromotionSpec`, or the first error as an `InvalidSpec` naming the
+    spec's own field (`currency`, never the command line's `--currency`)."""
+    try:
+        return _parse(text, json_file=json_file)
+    except InvalidSpec:
+        raise
+    except InvalidInput as error:
+        raise InvalidSpec(_SPEC_FIELDS.get(error.field, error.field), error.reason) from error
+
+
+def _parse(text: str, *, json_file: bool) -> PromotionSpec:
     document = load_document(text, json_file=json_file)
     if not isinstance(document, dict):
         raise InvalidInput("spec", "must be a mapping of keys (id, name, kind, value, ...)")
@@ -165,7 +151,7 @@ def parse_spec(text: str, *, json_file: bool = False) -> PromotionSpec:
 def _path(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        text += f"[{part}]" if isinstance(part, int) else (f".{key_name(part)}" if text else key_name(part))
     return text
 
 
@@ -199,10 +185,10 @@ def _shape_error(error: ValidationError) -> InvalidInput:
 
 def _terms(shape: _Spec) -> PromotionTerms:
     promotion_id = check_promotion_id(shape.id, "id")
-    name = check_reason(shape.name, "name")
+    name = _name(shape.name)
     currency = check_currency(shape.currency, "currency")
-    amount, coupon = _value(shape.kind, shape.value, currency)
     try:
+        amount, coupon = _value(shape.kind, shape.value, currency)
         return PromotionTerms(
             promotion_id=promotion_id,
             name=name[:200],
@@ -217,6 +203,26 @@ def _terms(shape: _Spec) -> PromotionTerms:
         )
     except ValidationError as error:
         raise _value_error(error) from None
+
+
+def _name(text: str) -> str:
+    if not text.strip():
+        raise InvalidText("name", "is blank: give the promotion a name people will recognise")
+    return check_reason(text, "name")
+
+
+# The terms' models name their fields as a Python caller does; a spec names them by their path.
+_SPEC_FIELDS = {
+    "promotion_id": "id",
+    "pool_id": "budget.pool.id",
+    "amount_off": "value.amount",
+    "percent_off": "value.percent",
+    "cap": "value.cap",
+    "min_order": "value.min_order",
+    "uses": "value.uses",
+    "starts_at": "schedule.starts_at",
+    "ends_at": "schedule.ends_at",
+}
 
 
 def _value_error(error: ValidationError) -> InvalidInput:
@@ -270,7 +276,7 @@ def _budget(budget: _Budget, currency: str) -> Budget:
     pool = None
     if budget.pool is not None:
         pool = PoolTerms(
-            pool_id=check_promotion_id(budget.pool.id, "budget.pool.id"),
+            pool_id=check_promotion_id(budget.pool.id, "budget.pool.id", what="pool id"),
             amount=parse_amount(budget.pool.amount, currency, "budget.pool.amount"),
         )
     max_grants = None
@@ -306,19 +312,46 @@ def _audience(audience: _Audience) -> AudienceSource:
 
 
 def audience_ids(lines: Iterable[str], field: str = "audience.file") -> Iterator[str]:
-    """Customer ids from a CSV's lines, streamed: one id a line (the first column when there are
-    several), surrounding spaces and blank lines ignored, a byte-order mark and a header line
-    (`customer_id`, `customer` or `id`) skipped. The first bad id stops it, naming its line."""
+    """Customer ids from a CSV's lines, streamed: one id a line, the first field (RFC 4180; the
+    other columns are ignored), surrounding spaces and blank lines ignored, a byte-order mark
+    and a header line (`customer_id`, `customer`, `customerid` or `id`) skipped. The first bad
+    line stops it, naming its number."""
     seen_any = False
     for number, line in enumerate(lines, start=1):
-        text = line.lstrip("\ufeff").split(",", 1)[0].strip().strip('"')
-        if not text or (number == 1 and text.lower() in AUDIENCE_HEADERS):
-            continue
         try:
+            text = first_field(line.lstrip("\ufeff"))
+            if not text or (number == 1 and text.lower() in AUDIENCE_HEADERS):
+                continue
             check_id(text, field)
-        except InvalidId as error:
-            raise InvalidId(field, f"line {number}: {error.reason}") from None
+        except InvalidInput as error:
+            raise InvalidSpec(field, f"line {number}: {error.reason}") from None
         seen_any = True
         yield text
     if not seen_any:
-        raise InvalidInput(field, "holds no customer ids")
+        raise InvalidSpec(field, "holds no customer ids")
+
+
+def first_field(line: str) -> str:
+    """The first field of one CSV line (RFC 4180), without the spaces around it: a quoted field
+    may hold commas and doubled quotes (`""`); it must close on its line."""
+    if '"' not in line:  # the common case, and the quick one
+        return line.split(",", 1)[0].strip(" \t\r\n")
+    text = line.removesuffix("\n").removesuffix("\r").lstrip(" \t")
+    if not text.startswith('"'):
+        unquoted = text.split(",", 1)[0]
+        if '"' in unquoted:
+            raise InvalidText("field", "a quote inside an unquoted field: quote the whole field, doubling its quotes")
+        return unquoted.strip(" \t")
+    parts, position = [], 1
+    while True:
+        end = text.find('"', position)
+        if end == -1:
+            raise InvalidText("field", "a quote that does not close on its line (a field cannot span lines)")
+        parts.append(text[position:end])
+        if not text.startswith('"', end + 1):
+            break
+        parts.append('"')  # a doubled quote is one quote
+        position = end + 2
+    if text[end + 1 :].lstrip(" \t")[:1] not in ("", ","):
+        raise InvalidText("field", "text after a closing quote: a quoted field ends at a comma or the line's end")
+    return "".join(parts)

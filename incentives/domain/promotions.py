@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
 
 from incentives.domain.errors import InvalidCombination, InvalidId
-from incentives.domain.inputs import check_id, shown
+from incentives.domain.inputs import shown
 from incentives.domain.models import CouponTerms, Duration, Instant, LotKind, Model, RequestInstant
 from incentives.domain.money import Currency, MinorUnits, PositiveMinorUnits
 
@@ -40,14 +40,19 @@ PromotionState = Literal["scheduled", "granting", "paused", "active", "ended", "
 SkipReason = Literal["budget", "pool", "max_grants", "per_customer", "lot_id_taken", "ended", "cancelled"]
 
 
-def check_promotion_id(value: str, field: str = "id") -> str:
-    check_id(value, field)
-    if len(value) > PROMOTION_ID_MAX_LENGTH or _PROMOTION_ID.fullmatch(value) is None:
-        raise InvalidId(
-            field,
-            f"{shown(value)} is not a promotion id: at most {PROMOTION_ID_MAX_LENGTH} letters, digits "
-            "and . _ / - (no ':' or '@': they separate the promotion from the customer in lot ids)",
-        )
+def check_promotion_id(value: str, field: str = "id", *, what: str = "promotion id") -> str:
+    """A promotion's (or a budget pool's) id, by its own rule alone, which is narrower than
+    `check_id`'s: 1 to 64 letters, digits and . _ / -, starting with a letter or digit."""
+    rule = (
+        f"at most {PROMOTION_ID_MAX_LENGTH} letters, digits and . _ / - (ASCII, starting with a letter or digit; "
+        "no ':' or '@': they separate the promotion from the customer in lot ids)"
+    )
+    if not value:
+        raise InvalidId(field, f"is empty: give a {what} of {rule}")
+    if len(value) > PROMOTION_ID_MAX_LENGTH:
+        raise InvalidId(field, f"{shown(value)} is longer than {PROMOTION_ID_MAX_LENGTH} characters")
+    if _PROMOTION_ID.fullmatch(value) is None:
+        raise InvalidId(field, f"{shown(value)} is not a {what}: {rule}")
     return value
 
 

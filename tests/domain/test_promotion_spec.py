@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from incentives.domain.errors import InvalidInput
-from incentives.domain.promotion_spec import audience_ids, parse_spec
+from incentives.domain.promotion_spec import audience_ids, first_field, parse_spec
+from incentives.domain.spec_documents import MAX_DEPTH, InvalidSpec
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "promotions"
 
@@ -150,3 +151,160 @@ class TestAudienceFile:
     def test_an_empty_file_is_refused(self) -> None:
         with pytest.raises(InvalidInput, match="holds no customer ids"):
             list(audience_ids(["customer_id\n", "\n"]))
+
+
+def spec_error(text: str, *, json_file: bool = False) -> InvalidInput:
+    with pytest.raises(InvalidInput) as raised:
+        parse_spec(text, json_file=json_file)
+    return raised.value
+
+
+class TestHostileDocuments:
+    @pytest.mark.parametrize(
+        ("text", "json_file"),
+        [
+            ("[" * 100_000, False),
+            ("{a: " * 100_000, False),
+            ("- " * 100_000 + "x\n", False),
+            ("".join(" " * level + "a:\n" for level in range(1_400)), False),
+            ("[" * 100_000, True),
+            ('{"a": ' * 100_000, True),
+        ],
+        ids=["yaml-flow-list", "yaml-flow-map", "yaml-block-list", "yaml-block-map", "json-list", "json-object"],
+    )
+    def test_deep_nesting_is_refused_without_recursing(self, text: str, json_file: bool) -> None:
+        error = spec_error(text, json_file=json_file)
+        assert isinstance(error, InvalidSpec)
+        assert str(error).startswith(f"spec: is nested deeper than {MAX_DEPTH} levels, at line ")
+
+    @pytest.mark.parametrize("json_file", [False, True])
+    def test_nesting_up_to_the_limit_is_read_and_past_it_refused(self, json_file: bool) -> None:
+        def nested(depth: int) -> str:
+            # The spec itself is the first level; `name` holds the rest.
+            inner = "[" * (depth - 1) + '"x"' + "]" * (depth - 1)
+            return json.dumps(BASE).replace('"Spring credit"', inner)
+
+        assert str(spec_error(nested(MAX_DEPTH), json_file=json_file)) == "name: must be text"
+        assert "nested deeper than" in str(spec_error(nested(MAX_DEPTH + 1), json_file=json_file))
+
+    def test_anchors_and_aliases_are_refused_so_a_billion_laughs_is_not_expanded(self) -> None:
+        laughs = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+        )
+        assert str(spec_error(laughs)) == (
+            "spec: line 1: anchors (&) and aliases (*) are not allowed: write each value out"
+        )
+        assert "aliases" in str(spec_error("id: *x\n"))
+
+    @pytest.mark.parametrize(
+        "value", ["!!python/object:os.system x", "!!int 7", "!!timestamp 2027-13-45", "!!binary '%%%'", "!!set {a}"]
+    )
+    def test_yaml_tags_are_refused(self, value: str) -> None:
+        error = spec_error(f"id: x\nname: {value}\n")
+        assert isinstance(error, InvalidSpec)
+        assert str(error).startswith("spec: line 2: the tag '!!")
+
+    def test_keys_must_be_text(self) -> None:
+        assert str(spec_error("id: x\ntrue: 1\n")) == "spec: line 2: the key 'true' must be text: quote it"
+        assert str(spec_error("id: x\n? [a, b]\n: 1\n")).startswith("spec: line 2: a key must be text")
+
+    def test_a_json_number_too_long_for_int_is_an_input_error(self) -> None:
+        spec = json.dumps(with_("budget.max_grants", 0)).replace(": 0", ": " + "9" * 5_000)
+        assert str(spec_error(spec, json_file=True)) == "spec: holds a number 5,000 digits long; at most 30"
+
+    def test_a_second_yaml_document_is_refused(self) -> None:
+        assert str(spec_error(yaml.safe_dump(BASE) + "---\nid: other\n")).startswith("spec: line ")
+
+
+class TestDuplicateKeys:
+    def test_a_key_given_twice_in_yaml_names_its_path_and_both_lines(self) -> None:
+        text = yaml.safe_dump(BASE, sort_keys=False)
+        lines = text.splitlines()
+        assert lines[3] == "value:"
+        text += "value:\n  amount: '1000.00'\n"
+        assert str(spec_error(text)) == f"value: given twice, at lines 4 and {len(lines) + 1}"
+
+    def test_a_nested_key_given_twice_in_yaml(self) -> None:
+        text = yaml.safe_dump(BASE, sort_keys=False).replace(
+            "    amount: '2000.00'\n", "    amount: '2.00'\n    amount: '2000.00'\n"
+        )
+        assert str(spec_error(text)).startswith("budget.pool.amount: given twice, at lines ")
+        flow = "id: x\nvalue: {amount: '1.00', amount: '1000.00'}\n"
+        assert str(spec_error(flow)) == "value.amount: given twice, on line 2"
+
+    def test_a_key_given_twice_in_json_names_its_path_and_both_lines_whatever_its_escapes(self) -> None:
+        text = json.dumps(BASE, indent=1).replace('"value": {', '"value": {\n  "\\u0061mount": "1000.00",', 1)
+        error = spec_error(text, json_file=True)
+        assert isinstance(error, InvalidSpec)
+        assert str(error) == "value.amount: given twice, at lines 6 and 7"
+        listed = json.dumps({**BASE, "audience": {"customers": [{"a": 1}]}})
+        assert str(spec_error(listed.replace('{"a": 1}', '{"a": 1, "a": 2}'), json_file=True)).startswith(
+            "audience.customers[0].a: given twice"
+        )
+
+
+class TestSpecFieldNames:
+    def test_every_spec_error_is_an_invalid_spec_naming_the_spec_field(self) -> None:
+        currency = spec_error(yaml.safe_dump(with_("currency", "usd")))
+        assert isinstance(currency, InvalidSpec)
+        assert currency.field == "currency"
+        for spec, message in ERRORS:
+            error = spec_error(yaml.safe_dump(spec))
+            assert isinstance(error, InvalidSpec), message
+            assert str(error).startswith(message)
+
+    @pytest.mark.parametrize("value", ["spring 2027", "", "x" * 65, "spring:2027", "-spring"])
+    def test_a_promotion_id_error_states_only_the_promotion_id_rule(self, value: str) -> None:
+        message = str(spec_error(yaml.safe_dump(with_("id", value))))
+        assert message.startswith("id: ")
+        assert ": @" not in message, message
+        assert "_ :" not in message, message
+        assert "64" in message
+
+    def test_a_pool_id_error_says_pool_id(self) -> None:
+        message = str(spec_error(yaml.safe_dump(with_("budget.pool.id", "a b"))))
+        assert message.startswith("budget.pool.id: 'a b' is not a pool id: at most 64 letters")
+
+    @pytest.mark.parametrize("name", ["", "   "])
+    def test_a_blank_name_has_its_own_message(self, name: str) -> None:
+        assert str(spec_error(yaml.safe_dump(with_("name", name)))) == (
+            "name: is blank: give the promotion a name people will recognise"
+        )
+
+
+class TestAudienceCsvFields:
+    @pytest.mark.parametrize(
+        ("line", "field"),
+        [
+            ("c1", "c1"),
+            ("  c1  ,gold", "c1"),
+            ('"c1",gold', "c1"),
+            ('"c1" , gold', "c1"),
+            ('"q,2",x', "q,2"),
+            ('"a""b"', 'a"b'),
+            ('""', ""),
+            ('c1,"x"', "c1"),
+            ("c1\r\n", "c1"),
+        ],
+    )
+    def test_the_first_field_is_read_as_rfc_4180_says(self, line: str, field: str) -> None:
+        assert first_field(line) == field
+
+    @pytest.mark.parametrize(
+        ("line", "reason"),
+        [
+            ('c"1,x', "a quote inside an unquoted field"),
+            ('"c1', "a quote that does not close on its line"),
+            ('"c1"x,y', "text after a closing quote"),
+        ],
+    )
+    def test_a_malformed_first_field_is_refused(self, line: str, reason: str) -> None:
+        with pytest.raises(InvalidInput, match=reason):
+            first_field(line)
+
+    def test_a_quoted_field_is_one_id_and_its_errors_name_the_line(self) -> None:
+        assert list(audience_ids(['"customer_id"\n', '"c1",gold\n', '"c2"\n'])) == ["c1", "c2"]
+        with pytest.raises(InvalidSpec, match=r"^audience.file: line 2: 'q,2' is not an id"):
+            list(audience_ids(["c1\n", '"q,2"\n']))
+        with pytest.raises(InvalidSpec, match=r"^audience.file: line 3: a quote that does not close on its line"):
+            list(audience_ids(["c1\n", "c2\n", '"c3\n', 'c4"\n']))
