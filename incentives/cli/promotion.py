@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -13,12 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 
 from incentives.adapters.settings import Settings
 from incentives.app import spec_files
-from incentives.app.promotions import PromotionsClient, connect_promotions
+from incentives.app.promotions import PromotionBooks, PromotionsClient, connect_promotion_books, connect_promotions
 from incentives.cli import flags, promotion_render
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK
 from incentives.domain.models import Model
-from incentives.domain.promotions import PromotionProgress, check_promotion_id
+from incentives.domain.promotions import ControlOutcome, check_promotion_id, refuse_grants_nothing
 from incentives.domain.timeparse import parse_instant
 
 JSON_HELP = "print the result as JSON: amounts are integers in minor units beside a `currency` field"
@@ -168,6 +169,7 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
     spec = spec_files.read_spec(args.spec)
     audience = spec_files.survey(spec_files.audience(spec, args.spec, root=args.audience_root))
     terms = spec.terms
+    refuse_grants_nothing(terms, datetime.now(UTC))
     grants = terms.grants_that_fit(audience.size)
     summary = {
         "promotion_id": terms.promotion_id,
@@ -178,8 +180,8 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
         "grants": grants,
         "worst_case": terms.worst_case(grants),
         "budget": terms.budget.amount,
-        "starts_at": terms.starts_at.isoformat(),
-        "ends_at": terms.ends_at.isoformat(),
+        "starts_at": terms.starts_at.isoformat() if terms.starts_at else None,
+        "ends_at": terms.ends_at.isoformat() if terms.ends_at else None,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -190,6 +192,7 @@ async def _check(args: argparse.Namespace, settings: Settings, console: Console)
 
 async def _start(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     spec = spec_files.read_spec(args.spec)
+    refuse_grants_nothing(spec.terms, datetime.now(UTC))  # before anything is sent
     ids = spec_files.audience(spec, args.spec, root=args.audience_root)
     async with connect_promotions(settings) as promotions:
         started = await promotions.start(spec.terms, ids)
@@ -213,19 +216,20 @@ async def _add_audience(args: argparse.Namespace, settings: Settings, console: C
     promotion_id, deadline = _promotion_id(args), flags.timeout(args)
     ids = spec_files.audience_file(args.file, field="FILE")
     async with connect_promotions(settings) as promotions:
-        progress = await promotions.add_audience(promotion_id, ids, timeout=deadline)
+        outcome = await promotions.add_audience(promotion_id, ids, timeout=deadline)
     if args.json:
-        print(progress.model_dump_json(indent=2))
+        print(outcome.model_dump_json(indent=2))
     else:
         console.print(
-            f"promotion {promotion_id} is {progress.state}; its audience is {progress.audience:,}", markup=False
+            f"promotion {promotion_id}: {outcome.effect}; it is {outcome.state}, its audience {outcome.audience:,}",
+            markup=False,
         )
     return EXIT_OK
 
 
 async def _status(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     promotion_id = _promotion_id(args)
-    async with connect_promotions(settings) as promotions:
+    async with connect_promotion_books(settings) as promotions:
         status = await promotions.status(promotion_id)
         if not args.json and console.is_terminal and status.state in ("scheduled", "granting"):
             await _watch(promotions, promotion_id, console)
@@ -234,7 +238,7 @@ async def _status(args: argparse.Namespace, settings: Settings, console: Console
     return EXIT_OK
 
 
-async def _watch(promotions: PromotionsClient, promotion_id: str, console: Console) -> None:
+async def _watch(promotions: PromotionBooks, promotion_id: str, console: Console) -> None:
     """A live bar over the audience while the promotion grants; returns once it stops granting."""
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -257,7 +261,7 @@ async def _watch(promotions: PromotionsClient, promotion_id: str, console: Conso
 
 
 async def _list(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    async with connect_promotions(settings) as promotions:
+    async with connect_promotion_books(settings) as promotions:
         statuses = await promotions.list()
     if args.json:
         print(json.dumps([status.model_dump(mode="json") for status in statuses], indent=2))
@@ -268,7 +272,7 @@ async def _list(args: argparse.Namespace, settings: Settings, console: Console) 
 
 async def _report(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     promotion_id = _promotion_id(args)
-    async with connect_promotions(settings) as promotions:
+    async with connect_promotion_books(settings) as promotions:
         figures, final = await promotions.report(promotion_id)
     if args.json:
         print(json.dumps({**figures.model_dump(mode="json"), "final": final}, indent=2))
@@ -281,15 +285,15 @@ async def _control(
     args: argparse.Namespace,
     settings: Settings,
     console: Console,
-    send: Callable[[PromotionsClient, str], Awaitable[PromotionProgress]],
+    send: Callable[[PromotionsClient, str], Awaitable[ControlOutcome]],
 ) -> int:
     promotion_id = _promotion_id(args)
     async with connect_promotions(settings) as promotions:
-        progress = await send(promotions, promotion_id)
+        outcome = await send(promotions, promotion_id)
     if args.json:
-        print(progress.model_dump_json(indent=2))
+        print(outcome.model_dump_json(indent=2))
     else:
-        console.print(f"promotion {promotion_id} is {progress.state}", markup=False)
+        console.print(f"promotion {promotion_id}: {outcome.effect}; it is {outcome.state}", markup=False)
     return EXIT_OK
 
 

@@ -15,13 +15,14 @@ Keys (more may be added; none renamed):
     validity: {expires_after | expires_at, remind_before, effective_after}
     budget:   {amount, max_grants, per_customer, pool: {id, amount}}
     audience: {file} (relative to the spec file) or {customers: [...]}
-    schedule: {starts_at, ends_at}
+    schedule: {starts_at, ends_at}, each optional: without starts_at the promotion starts when it
+              is started; without ends_at it has no end of its own (it ends when its last lot closes)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
@@ -107,8 +108,8 @@ class _Audience(_Shape):
 
 
 class _Schedule(_Shape):
-    starts_at: Text
-    ends_at: Text
+    starts_at: Text | None = None
+    ends_at: Text | None = None
 
 
 class _Spec(_Shape):
@@ -120,7 +121,7 @@ class _Spec(_Shape):
     validity: _Validity
     budget: _Budget
     audience: _Audience
-    schedule: _Schedule
+    schedule: _Schedule = _Schedule()
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -198,11 +199,15 @@ def _terms(shape: _Spec) -> PromotionTerms:
             coupon=coupon,
             validity=_validity(shape.validity),
             budget=_budget(shape.budget, currency),
-            starts_at=parse_instant(shape.schedule.starts_at, "schedule.starts_at"),
-            ends_at=parse_instant(shape.schedule.ends_at, "schedule.ends_at"),
+            starts_at=_instant(shape.schedule.starts_at, "schedule.starts_at"),
+            ends_at=_instant(shape.schedule.ends_at, "schedule.ends_at"),
         )
     except ValidationError as error:
         raise _value_error(error) from None
+
+
+def _instant(text: str | None, field: str) -> datetime | None:
+    return None if text is None else parse_instant(text, field)
 
 
 def _name(text: str) -> str:

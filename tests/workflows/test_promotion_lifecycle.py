@@ -313,11 +313,11 @@ class TestRefusedControlsChangeNothing:
             await stack.promotions.start(promotion(promotion_id, datetime.now(UTC), amount=100), customers(new_id, 2))
             await state_is(stack, promotion_id, "active")
             await stack.promotions.cancel(promotion_id)
-            with pytest.raises(PromotionConflict, match="cannot add an audience .*: it is cancelled"):
+            with pytest.raises(PromotionConflict, match=r"cannot add an audience .*: it is cancelled"):
                 await stack.promotions.add_audience(promotion_id, customers(new_id, 50))
             await stack.promotions.cancel(promotion_id, revoke_outstanding=True)
             await state_is(stack, promotion_id, "closed")
-            with pytest.raises(PromotionConflict, match="cannot add an audience .*: it is closed"):
+            with pytest.raises(PromotionConflict, match=r"cannot add an audience .*: it is closed"):
                 await stack.promotions.add_audience(promotion_id, customers(new_id, 50))
             loads = await pool.fetchval(
                 "SELECT count(*) FROM promotion_audience_loads WHERE promotion_id = $1", promotion_id
