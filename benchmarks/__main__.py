@@ -171,7 +171,7 @@ async def measure(client: Client, pool: Pool, quick: bool) -> tuple[list[Row], B
         )
         rows = await sequential_rows(bench, 40 if quick else 200, customer)
         rows += await concurrent_rows(bench, 100 if quick else 400, customer)
-        burst = await checkout_burst(bench.wallets, pool, f"rush-{bench.run}", BURST)
+        burst = await checkout_burst(bench.wallets, pool, f"rush-{bench.run}", BURST, client)
     return rows, burst
 
 

@@ -15,12 +15,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from temporalio.client import Client
+
 from benchmarks.measure import Figure
 from incentives.adapters.db import Pool
 from incentives.adapters.rows import redemption_from_row
+from incentives.app import history
 from incentives.app.client import IncentivesClient
 from incentives.domain.errors import OutcomeUnknown, Rejected
-from incentives.domain.models import GrantRequest, RedeemRequest, Redemption
+from incentives.domain.models import GrantRequest, RedeemRequest, Redemption, wallet_id
 
 ORDER_TOTAL = 100
 # Credit for three orders in four: the rest are refused (NothingToRedeem).
@@ -38,6 +41,7 @@ class Burst:
     first: Counter[str] = field(default_factory=Counter)
     after_retry: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    ledger_calls: int = 0  # the wallet's redeem_together calls: redeems that arrived together went together
 
     def summary(self) -> str:
         first = ", ".join(f"{count} {kind}" for kind, count in sorted(self.first.items()))
@@ -51,6 +55,7 @@ class Burst:
             f"{self.figure.count} concurrent redeems on one wallet (deadline {DEADLINE.total_seconds():g} s), "
             f"{self.figure.per_second:.0f}/s, p50 {self.figure.p50_ms or 0:.0f} ms, p99 {self.figure.p99_ms or 0:.0f} ms\n"
             f"  first answers: {first}\n  the OutcomeUnknown ones retried with the same ids: {retried}\n"
+            f"  ledger calls: {self.ledger_calls} for {self.figure.count} redeems (those waiting went together)\n"
             f"  ledger: {verdict}"
         )
 
@@ -59,7 +64,10 @@ def _kind(answer: Answer) -> str:
     return "redeemed" if isinstance(answer, Redemption) else type(answer).__name__
 
 
-async def checkout_burst(wallets: IncentivesClient, pool: Pool, customer: str, count: int) -> Burst:
+async def checkout_burst(
+    wallets: IncentivesClient, pool: Pool, customer: str, count: int, temporal: Client | None = None
+) -> Burst:
+    """The rush; with `temporal`, also how many ledger calls the wallet made for it."""
     credit = int(count * ORDER_TOTAL * CREDIT_SHARE)
     lot = GrantRequest(lot_id=f"{customer}-credit", customer_id=customer, currency="USD", kind="credit", amount=credit)
     await wallets.grant(lot)
@@ -92,6 +100,9 @@ async def checkout_burst(wallets: IncentivesClient, pool: Pool, customer: str, c
         1 for answer in answers.values() if _kind(answer) not in ("redeemed", "NothingToRedeem")
     )
     burst.problems = await _against_the_ledger(pool, customer, answers)
+    if temporal is not None:
+        for _, run in await history.runs(temporal, wallet_id(customer)):
+            burst.ledger_calls += history.ledger_calls(run).count("redeem_together")
     return burst
 
 

@@ -4,6 +4,7 @@ the ledger rows promotions wrote for them (a promotion's grant is not in the wal
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -69,6 +70,19 @@ def timeline(history: WorkflowHistory, run_id: str | None) -> list[TimelineEntry
             at = event.event_time.ToDatetime(tzinfo=UTC)
             entries.append(TimelineEntry(at=at, source="workflow", run_id=run_id, event_id=event.event_id, text=text))
     return entries
+
+
+def ledger_calls(history: WorkflowHistory) -> list[str]:
+    """The activity types a run called, in order: local ones (from their markers) and regular ones."""
+    calls = []
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            calls.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            marker = event.marker_recorded_event_attributes
+            if marker.marker_name == "core_local_activity":
+                calls.append(json.loads(marker.details["data"].payloads[0].data)["activity_type"])
+    return calls
 
 
 async def ledger_rows_by_others(pool: Pool, customer_id: str) -> list[TimelineEntry]:

@@ -24,7 +24,6 @@ from incentives.domain.errors import LotConflict, NothingToRedeem, OrderConflict
 from incentives.domain.models import Model, ReverseRequest, wallet_id
 from tests.helpers import eventually, running_wallets
 from tests.helpers.builders import NewId, credit, order
-from tests.helpers.history import ledger_calls
 from tests.helpers.ledger import assert_ledger_balances, ledger_rows, remaining
 
 
@@ -88,14 +87,15 @@ class TestExactlyOnce:
             given = sum(r.discount for r in results if not isinstance(r, BaseException))
             assert given == 3000
             assert len(failures) == 50 - 43
-            # Redeems that arrived while the ledger was busy went to it together.
-            calls = await ledger_calls(dev_server.client, customer)
-            assert 0 < calls.count("redeem_together") < 25, calls
-            # Retrying every order changes nothing: each was charged once.
+            # Retrying every order changes nothing: each charged order answers its first breakdown,
+            # each refused one is refused again. (How many ledger calls the redeems took together is
+            # timing, reported by the benchmark, not asserted here.)
             again = await asyncio.gather(
                 *(wallets.redeem(order(customer, o, 70)) for o in orders), return_exceptions=True
             )
-            assert [type(r) for r in again] == [type(r) for r in results]
+            assert [r if not isinstance(r, BaseException) else type(r) for r in again] == [
+                r if not isinstance(r, BaseException) else type(r) for r in results
+            ]
             with pytest.raises(OrderConflict):
                 await wallets.redeem(
                     order(
