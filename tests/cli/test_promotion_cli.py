@@ -77,6 +77,9 @@ class TestCheck:
         }
         coupon = await offline_cli("promotion", "check", str(EXAMPLES / "weekend-coupon.yaml"), "--json")
         assert (coupon.json()["audience"], coupon.json()["worst_case"], coupon.json()["budget"]) == (7, 10_500, 150_000)
+        welcome = await offline_cli("promotion", "check", str(EXAMPLES / "welcome-credit.yaml"), "--json")
+        figures = welcome.json()
+        assert (figures["audience"], figures["grants"], figures["starts_at"], figures["ends_at"]) == (3, 3, None, None)
 
     async def test_a_bad_spec_exits_2_naming_the_field(self, offline_cli: Cli, tmp_path: Path) -> None:
         spec = write_spec(tmp_path, "p1", ["c1"], budget={"amount": "0"})
