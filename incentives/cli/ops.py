@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -120,4 +121,9 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
     answers = await devstack.health(settings)
     for line in devstack.describe(current, answers):
         console.print(line, highlight=False, soft_wrap=True, markup=False)
-    return EXIT_OK if answers.ok else EXIT_UNAVAILABLE
+    if answers.ok:
+        return EXIT_OK
+    down = [name for name, why in (("Temporal", answers.temporal), ("Postgres", answers.postgres)) if why]
+    # The one stderr line every failing command writes; the lines above say why, server by server.
+    print(f"incentives: unavailable: {' and '.join(down)} did not answer (see above)", file=sys.stderr)
+    return EXIT_UNAVAILABLE

@@ -78,21 +78,22 @@ class TestGrant:
     ) -> None:
         customer, lot_id = new_id("c"), new_id("lot")
         await ledger.grant_lot(at(credit(lot_id, customer, 1000)))
-        before = await counts(pool)
+        other = new_id("other")
+        before = await counts(pool, customer, lot_id, other)
         error = await rejected(ledger.grant_lot(at(credit(lot_id, customer, 2000))))
         assert error.type == "LotConflict"
-        error = await rejected(ledger.grant_lot(at(credit(lot_id, new_id("other"), 1000))))
+        error = await rejected(ledger.grant_lot(at(credit(lot_id, other, 1000))))
         assert error.type == "LotConflict"
-        assert await counts(pool) == before
+        assert await counts(pool, customer, lot_id, other) == before
 
     async def test_an_expiry_before_the_grant_is_rejected(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
     ) -> None:
-        customer = new_id("c")
-        before = await counts(pool)
-        request = credit(new_id("lot"), customer, 100, expires_at=T0 - timedelta(seconds=1))
+        customer, lot_id = new_id("c"), new_id("lot")
+        before = await counts(pool, customer, lot_id)
+        request = credit(lot_id, customer, 100, expires_at=T0 - timedelta(seconds=1))
         assert (await rejected(ledger.grant_lot(at(request)))).type == "ExpiryInPast"
-        assert await counts(pool) == before
+        assert await counts(pool, customer, lot_id) == before
 
     async def test_a_pending_lot_activates_once_at_its_time(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
@@ -220,9 +221,9 @@ class TestRedeem:
         assert again.redemption == first.redemption
         assert await remaining(pool, lot_id) == (300, "active")
         assert [row[0] for row in await ledger_rows(pool, customer)] == ["grant", "redeem"]
-        before = await counts(pool)
+        before = await counts(pool, customer)
         assert (await rejected(ledger.redeem(redeem_at(customer, order, 800)))).type == "OrderConflict"
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before
 
     async def test_a_due_lot_whose_clock_has_not_fired_is_redeemable_and_activated_once(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
@@ -244,10 +245,10 @@ class TestRedeem:
         await ledger.grant_lot(at(credit(new_id("pending"), customer, 100, effective_at=T0 + timedelta(days=2))))
         await ledger.grant_lot(at(credit(new_id("eur"), customer, 100, currency="EUR")))
         await ledger.grant_lot(at(credit(new_id("short"), customer, 100, expires_in_days=1)))
-        before = await counts(pool)
+        before = await counts(pool, customer)
         error = await rejected(ledger.redeem(redeem_at(customer, new_id("o"), 500, as_of_days=1)))
         assert error.type == "NothingToRedeem"
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before
 
     async def test_fixed_coupon_then_credit(self, ledger: LedgerActivities, pool: Pool, new_id: NewId) -> None:
         customer, coupon_id, credit_id = new_id("c"), new_id("cpn"), new_id("cr")
@@ -262,10 +263,10 @@ class TestRedeem:
         row = await pool.fetchrow("SELECT uses_left, status FROM lots WHERE lot_id = $1", coupon_id)
         assert row is not None
         assert (row["uses_left"], row["status"]) == (0, "used_up")
-        before = await counts(pool)
+        before = await counts(pool, customer)
         again = await rejected(ledger.redeem(redeem_at(customer, new_id("o"), 2000, coupon_lot_id=coupon_id)))
         assert again.type == "CouponNotUsable"
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before
 
     @pytest.mark.parametrize(
         ("terms", "total", "discount"),
@@ -300,13 +301,13 @@ class TestRedeem:
                 as_of=T0,
             ),
         }
-        before = await counts(pool)
+        before = await counts(pool, customer)
         for expected, call in cases.items():
             assert (await rejected(ledger.redeem(call))).type == expected
         # Another customer's coupon is unknown to this customer.
         other = redeem_at(new_id("c"), new_id("o"), 5000, coupon_lot_id=coupon_id)
         assert (await rejected(ledger.redeem(other))).type == "UnknownLot"
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before
 
     async def test_fifty_concurrent_orders_never_overspend(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
@@ -389,13 +390,13 @@ class TestReverse:
         again = await ledger.reverse(reverse_at(customer, order, reversal, 200, days=1))
         assert again.reversal == first.reversal
         assert await remaining(pool, lot_id) == (700, "active")
-        before = await counts(pool)
+        before = await counts(pool, customer)
         assert (await rejected(ledger.reverse(reverse_at(customer, order, reversal, 100)))).type == "ReversalConflict"
         assert (await rejected(ledger.reverse(reverse_at(customer, order, new_id("r"), 301)))).type == (
             "ReversalExceedsRedeemed"
         )
         assert (await rejected(ledger.reverse(reverse_at(customer, new_id("o"), new_id("r"))))).type == "UnknownOrder"
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before
 
     async def test_value_reversed_into_an_expired_lot_expires_again_at_once(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
@@ -476,12 +477,12 @@ class TestRevokeExpireRemind:
         customer, lot_id = new_id("c"), new_id("lot")
         await ledger.grant_lot(at(credit(lot_id, customer, 1000, expires_in_days=1)))
         await ledger.expire_lot(LotTransition(customer_id=customer, lot_id=lot_id, as_of=T0 + timedelta(days=1)))
-        before = await counts(pool)
+        before = await counts(pool, customer)
         revoke = RevokeInput(request=RevokeRequest(customer_id=customer, lot_id=lot_id, reason="x"), as_of=T0)
         assert (await rejected(ledger.revoke_lot(revoke))).type == "LotNotRevocable"
         unknown = RevokeInput(request=RevokeRequest(customer_id=customer, lot_id=new_id("no"), reason="x"), as_of=T0)
         assert (await rejected(ledger.revoke_lot(unknown))).type == "UnknownLot"
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before
 
     async def test_expiry_writes_off_exactly_what_is_left_once_and_not_before_time(
         self, ledger: LedgerActivities, pool: Pool, new_id: NewId
@@ -597,9 +598,9 @@ class TestIdempotencyKeys:
         await ledger.grant_lot(at(credit(lot_id, customer, 1000)))
         first = RevokeRequest(customer_id=customer, lot_id=lot_id, reason="fraud ticket 42")
         await ledger.revoke_lot(RevokeInput(request=first, as_of=T0))
-        before = await counts(pool)
+        before = await counts(pool, customer)
         other = RevokeRequest(customer_id=customer, lot_id=lot_id, reason="customer asked")
         refusal = await rejected(ledger.revoke_lot(RevokeInput(request=other, as_of=T0)))
         assert refusal.type == "RevocationConflict"
         assert "fraud ticket 42" in refusal.message
-        assert await counts(pool) == before
+        assert await counts(pool, customer) == before

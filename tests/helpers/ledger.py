@@ -30,11 +30,17 @@ async def events(pool: Pool, customer_id: str) -> list[str]:
     return [r["event_type"] for r in rows]
 
 
-async def counts(pool: Pool) -> tuple[int, int, int]:
-    """(ledger rows, lots, outbox events) in the whole database: to prove nothing was written."""
+async def counts(pool: Pool, *ids: str) -> tuple[int, int, int]:
+    """(ledger rows, lots, outbox events) that name any of `ids` (a customer, lot or order): to prove
+    a call wrote nothing for them, whatever other tests write in the shared database meanwhile."""
+    assert ids, "name what the call could have written"
     row = await pool.fetchrow(
-        "SELECT (SELECT count(*) FROM ledger_entries) AS l, (SELECT count(*) FROM lots) AS o, "
-        "(SELECT count(*) FROM outbox) AS e"
+        """SELECT (SELECT count(*) FROM ledger_entries
+                   WHERE customer_id = ANY($1) OR lot_id = ANY($1) OR order_id = ANY($1)) AS l,
+                  (SELECT count(*) FROM lots WHERE customer_id = ANY($1) OR lot_id = ANY($1)) AS o,
+                  (SELECT count(*) FROM outbox
+                   WHERE customer_id = ANY($1) OR lot_id = ANY($1) OR order_id = ANY($1)) AS e""",
+        list(ids),
     )
     assert row is not None
     return row["l"], row["o"], row["e"]

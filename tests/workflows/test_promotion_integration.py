@@ -6,8 +6,11 @@ import asyncio
 import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
@@ -316,9 +319,13 @@ class TestPauseAndCancel:
             paused = await stack.promotions.pause(promotion_id)
             assert paused.state == "paused"
             held = (await status_of(stack, promotion_id)).processed
-            assert (await status_of(stack, promotion_id)).state == "paused"
             handle = dev_server.client.get_workflow_handle(promotion_workflow_id(promotion_id))
             assert not (await handle.describe()).raw_description.pending_activities  # no batch in flight
+            batches = await _batches_scheduled(handle)
+            # Another workflow task (a second pause, answered "already paused"): a promotion still
+            # granting would schedule its next batch in it; a paused one schedules nothing.
+            assert (await stack.promotions.pause(promotion_id)).effect == "already paused"
+            assert await _batches_scheduled(handle) == batches
             assert (await status_of(stack, promotion_id)).processed == held
             assert (await stack.promotions.resume(promotion_id)).state == "granting"
 
@@ -403,3 +410,12 @@ class TestScaleAndCrashes:
         assert (status.granted, status.processed) == (3_000, 3_000)
         assert await grant_totals(pool, promotion_id) == (3_000, 3_000 * 1000, 3_000)
         assert await pool.fetchval("SELECT count(*) FROM promotion_batches WHERE promotion_id = $1", promotion_id) == 3
+
+
+async def _batches_scheduled(handle: WorkflowHandle[Any, Any]) -> int:
+    history = await handle.fetch_history()
+    return sum(
+        event.activity_task_scheduled_event_attributes.activity_type.name == "grant_batch"
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
