@@ -21,6 +21,9 @@ from incentives.adapters.temporal import DATA_CONVERTER, search_attribute_flags
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 
+# Fixtures shared by tests of several layers, defined in tests/helpers.
+pytest_plugins = ["tests.helpers.books"]
+
 TEMPORAL_TEST_SERVER_BIN = TEMPORAL_BIN.parent / "temporal-test-server"
 SHORT_HISTORY = 40
 

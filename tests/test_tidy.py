@@ -1,7 +1,8 @@
 """Tidiness the linters cannot see, in TigerBeetle's spirit: checked on every run, ratcheted.
 
-- No function is longer than 70 lines: one you can read at once. The few that are longer today
-  are listed below; the list may only shrink (a listed function that got short must leave it).
+- No function is longer than 70 lines, tests included: one you can read at once. The few that are
+  longer today are listed below; the list may only shrink (a listed function that got short must
+  leave it).
 - Value tables are written only by activities (and created by migrations): an INSERT, UPDATE or
   DELETE on one anywhere else in the project's code would bypass the ledger's guarantees.
 """
@@ -23,8 +24,10 @@ VALUE_TABLES = (
 WRITERS = ("activities/", "migrations/")
 
 
-def _project_files() -> list[Path]:
-    skip = {".venv", "tests", ".git", "node_modules"}
+def _project_files(*, tests: bool = False) -> list[Path]:
+    """The project's Python files; with `tests`, the tests too (they plant faults in value tables on
+    purpose, so the writers' rule leaves them out; the length rule does not)."""
+    skip = {".venv", ".git", "node_modules"} | (set() if tests else {"tests"})
     return sorted(path for path in ROOT.rglob("*.py") if not skip.intersection(path.relative_to(ROOT).parts[:1]))
 
 
@@ -40,7 +43,7 @@ def _long_functions(path: Path) -> set[str]:
 
 
 def test_no_function_is_longer_than_70_lines_except_the_listed_ones() -> None:
-    found = set().union(*(_long_functions(path) for path in _project_files()))
+    found = set().union(*(_long_functions(path) for path in _project_files(tests=True)))
     assert found - LONG_FUNCTIONS == set(), "shorten these, or split them into named steps"
     assert LONG_FUNCTIONS - found == set(), "these are short now: remove them from LONG_FUNCTIONS"
 

@@ -188,7 +188,15 @@ class EmbeddedPostgres:
         `immediate`: no shutdown checkpoint, as a crash (the next start recovers from the WAL)."""
         if self.pid() is None:
             return False
-        self._run("pg_ctl", ["-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+        try:
+            self._run("pg_ctl", ["-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+        except subprocess.CalledProcessError as error:
+            if self.pid() is None:
+                return True  # it stopped meanwhile (its pid file is gone)
+            if mode == "immediate":
+                raise RuntimeError(f"pg_ctl could not stop {self.data_dir}: {error.stderr.strip()}") from None
+            # A fast shutdown that did not finish (a backend slow to leave): stop as a crash would.
+            self._run("pg_ctl", ["-D", str(self.data_dir), "-m", "immediate", "-w", "stop"])
         return True
 
     async def create_database(self, name: str = EMBEDDED_DATABASE) -> None:

@@ -16,7 +16,7 @@ from incentives.domain.errors import NothingToRedeem
 from incentives.domain.models import wallet_id
 from tests.helpers import eventually, running_stack
 from tests.helpers.builders import NewId, credit, order, promotion
-from tests.workflows.test_promotion_integration import status_of
+from tests.helpers.promotions import status_of
 
 
 async def test_a_customers_timeline_interleaves_wallet_events_and_promotion_rows(

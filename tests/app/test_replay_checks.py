@@ -18,7 +18,7 @@ import pytest
 from incentives.app.history_checks import MAX_HISTORY_BYTES
 from incentives.app.replay import load_history, replay
 from incentives.domain.errors import InvalidInput
-from tests.replay.test_replay import HISTORIES
+from tests.helpers.corpus import HISTORIES
 
 Events = list[dict[str, Any]]
 CORPUS = Path(__file__).resolve().parents[1] / "replay" / "histories"

@@ -84,26 +84,7 @@ class TestJsonContract:
         revoked = await cli("revoke", customer, "--lot", credit_id, "--reason", "support 12", "--json")
         assert revoked.code == 0, revoked.err
         assert revoked.json()["amount"] == 250
-        wallet = await cli("wallet", customer, "--json")
-        assert wallet.code == 0, wallet.err
-        view = wallet.json()
-        assert view["customer_id"] == customer
-        assert view["balances"] == {}
-        assert [(lot["lot_id"], lot["status"], lot["remaining"]) for lot in view["lots"]] == [
-            (credit_id, "revoked", 0),
-            (coupon_id, "active", 0),
-        ]
-        assert {"lot_id", "kind", "status", "currency", "amount", "remaining", "expires_at"} <= view["lots"][0].keys()
-        assert [(e["entry_type"], e["lot_id"], e["amount"], e["order_id"]) for e in view["ledger"]] == [
-            ("grant", credit_id, 1000, None),
-            ("grant", coupon_id, 0, None),
-            ("redeem", coupon_id, -500, order_id),
-            ("redeem", credit_id, -1000, order_id),
-            ("reverse", credit_id, 250, order_id),
-            ("revoke", credit_id, -250, None),
-        ]
-        assert all("created_at" in e and e["run_id"] for e in view["ledger"])
-        assert view["ledger_total"] == 6
+        await _the_wallet_shows_it_all(cli, customer, credit_id, coupon_id, order_id)
 
     async def test_readable_output_formats_money_by_currency(self, cli: Cli, new_id: NewId) -> None:
         customer = new_id("c")
@@ -239,3 +220,26 @@ class TestReplay:
         garbage = tmp_path / "garbage.json"
         garbage.write_text("{}")
         assert (await cli("replay", str(garbage))).code == 2
+
+
+async def _the_wallet_shows_it_all(cli: Cli, customer: str, credit_id: str, coupon_id: str, order_id: str) -> None:
+    wallet = await cli("wallet", customer, "--json")
+    assert wallet.code == 0, wallet.err
+    view = wallet.json()
+    assert view["customer_id"] == customer
+    assert view["balances"] == {}
+    assert [(lot["lot_id"], lot["status"], lot["remaining"]) for lot in view["lots"]] == [
+        (credit_id, "revoked", 0),
+        (coupon_id, "active", 0),
+    ]
+    assert {"lot_id", "kind", "status", "currency", "amount", "remaining", "expires_at"} <= view["lots"][0].keys()
+    assert [(e["entry_type"], e["lot_id"], e["amount"], e["order_id"]) for e in view["ledger"]] == [
+        ("grant", credit_id, 1000, None),
+        ("grant", coupon_id, 0, None),
+        ("redeem", coupon_id, -500, order_id),
+        ("redeem", credit_id, -1000, order_id),
+        ("reverse", credit_id, 250, order_id),
+        ("revoke", credit_id, -250, None),
+    ]
+    assert all("created_at" in e and e["run_id"] for e in view["ledger"])
+    assert view["ledger_total"] == 6

@@ -8,7 +8,6 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from incentives.adapters.db import Pool
 from tests.cli.conftest import Cli
 from tests.helpers import eventually
 from tests.helpers.builders import NewId
+from tests.helpers.specs import write_spec
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "promotions"
 
@@ -37,26 +37,6 @@ def released_after(fifo: Path, seconds: float = 5.0) -> Iterator[None]:
         yield
     finally:
         timer.cancel()
-
-
-def write_spec(tmp_path: Path, promotion_id: str, customers: list[str], **changes: object) -> Path:
-    now = datetime.now(UTC)
-    spec: dict[str, object] = {
-        "id": promotion_id,
-        "name": "CLI test credit",
-        "kind": "credit",
-        "value": {"amount": "10.00"},
-        "currency": "USD",
-        "validity": {"expires_after": "14d", "remind_before": "2d"},
-        "budget": {"amount": "35.00"},
-        "audience": {"file": "audience.csv"},
-        "schedule": {"starts_at": now.isoformat(), "ends_at": (now + timedelta(days=7)).isoformat()},
-        **changes,
-    }
-    (tmp_path / "audience.csv").write_text("customer_id\n" + "\n".join(customers) + "\n")
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 class TestCheck:

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from tests.cli.conftest import CLOSED_TEMPORAL, Cli
-from tests.cli.test_promotion_cli import write_spec
 from tests.helpers import eventually
 from tests.helpers.builders import NewId
+from tests.helpers.specs import write_spec
 
 
 def _iso(instant: datetime) -> str:

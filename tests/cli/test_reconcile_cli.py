@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from incentives.adapters.db import Pool
-from tests.app.test_reconcile import Books, books
 from tests.cli.conftest import Cli
-
-__all__ = ["books"]  # the fixture, shared with the reconcile tests
+from tests.helpers.books import Books
 
 
 async def test_the_command_exits_1_listing_violations(cli: Cli, pool: Pool, books: Books) -> None:

@@ -8,20 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.replay import replay
-from incentives.domain.models import wallet_id
+from tests.helpers.corpus import HISTORIES, load
 from tests.replay.altered import PromotionThatSkipsOpening, WalletThatSleepsFirst
 from workflows.registry import WORKFLOWS
-
-HISTORIES = sorted((Path(__file__).parent / "histories").rglob("*.json"))
-
-
-def load(path: Path) -> WorkflowHistory:
-    return WorkflowHistory.from_json(wallet_id(path.stem), path.read_text())
 
 
 def _activities(path: Path) -> list[tuple[str, str | None]]:

@@ -21,7 +21,7 @@ from temporalio.worker.workflow_sandbox import RestrictedWorkflowAccessError
 
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.worker import WORKFLOW_RUNNER
-from tests.replay.test_replay import HISTORIES, load
+from tests.helpers.corpus import HISTORIES, load
 from workflows.registry import WORKFLOWS
 
 # What the wallet's module saw when it read the clock, one entry per replayed run.

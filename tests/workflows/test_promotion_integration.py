@@ -14,27 +14,15 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
-from incentives.app.promotions import PromotionsClient, UnknownPromotion
+from incentives.app.promotions import PromotionsClient
 from incentives.domain.errors import BudgetExhausted, InvalidCombination, PromotionConflict
 from incentives.domain.models import CouponTerms, ReverseRequest
 from incentives.domain.promotions import PoolTerms, PromotionStatus, Validity, promotion_workflow_id
-from tests.helpers import Stack, eventually, running_stack
+from tests.helpers import eventually, running_stack
 from tests.helpers.builders import NewId, credit, order, promotion
 from tests.helpers.ledger import ledger_rows, remaining
-from tests.workflows.test_wallet_integration import worker_process
-
-
-async def status_of(stack: Stack, promotion_id: str) -> PromotionStatus:
-    """The promotion's status; an AssertionError (so `eventually` waits) until its workflow opened it."""
-    try:
-        return await stack.promotions.status(promotion_id)
-    except UnknownPromotion as error:
-        raise AssertionError(str(error)) from None
-
-
-def customers(new_id: NewId, n: int) -> list[str]:
-    prefix = new_id("c")
-    return [f"{prefix}-{i:05d}" for i in range(n)]
+from tests.helpers.processes import worker_process
+from tests.helpers.promotions import customers, status_of
 
 
 async def grant_totals(pool: Pool, promotion_id: str) -> tuple[int, int, int]:

@@ -20,7 +20,7 @@ from incentives.domain.promotions import PromotionStatus, Validity
 from tests.helpers import Stack, eventually, running_stack
 from tests.helpers.builders import NewId, order, promotion
 from tests.helpers.ledger import remaining
-from tests.workflows.test_promotion_integration import customers, status_of
+from tests.helpers.promotions import customers, status_of
 
 DAY = timedelta(days=1)
 

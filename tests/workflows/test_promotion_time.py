@@ -10,7 +10,7 @@ from incentives.adapters.db import Pool
 from incentives.domain.promotions import PromotionFigures, PromotionStatus, Validity
 from tests.helpers import eventually, running_stack
 from tests.helpers.builders import NewId, order, promotion
-from tests.workflows.test_promotion_integration import customers, status_of
+from tests.helpers.promotions import customers, status_of
 
 DAY = timedelta(days=1)
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,7 @@ from incentives.domain.models import Model, ReverseRequest, wallet_id
 from tests.helpers import eventually, running_wallets
 from tests.helpers.builders import NewId, credit, order
 from tests.helpers.ledger import assert_ledger_balances, ledger_rows, remaining
+from tests.helpers.processes import worker_process
 
 
 class TestExactlyOnce:
@@ -132,40 +129,6 @@ class TestDefaultServerLimits:
         assert answers <= {("Redemption", True), ("NothingToRedeem", False)}, answers
         assert len(charged) == 43
         await assert_ledger_balances(pool, customer)
-
-
-@asynccontextmanager
-async def worker_process(
-    env: WorkflowEnvironment, database_url: str, task_queue: str, log: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`incentives worker` as its own process, as in production; killed at the end if still alive."""
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "incentives"),
-            "worker",
-            env={
-                **os.environ,
-                "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-                "DATABASE_URL": database_url,
-                "INCENTIVES_TASK_QUEUE": task_queue,
-            },
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        started = {"event": "worker started", "task_queue": task_queue}
-
-        async def logged_start() -> None:
-            assert process.returncode is None, log.read_text()
-            lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-            assert any(started.items() <= line.items() for line in lines)
-
-        await eventually(logged_start, timeout=30)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 class TestCrashes:
