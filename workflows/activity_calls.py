@@ -4,33 +4,26 @@ a renamed or retyped activity fails type checking, not production.
 The activity classes are imported through the sandbox (passed through, never re-imported per
 run), as the SDK advises for modules whose activities workflows reference.
 
-Calls on a caller's path (an Update's ledger call, and loading a new run's memory before it) are
-local activities: the ledger transaction runs in the workflow task that handles the Update, so a
-redeem or a grant into a new wallet costs one server round trip, not three. They retry until the
-ledger answers: an infrastructure failure (Postgres down, a worker restarting) is never an
-Update's answer, and the caller waiting at checkout gets `OutcomeUnknown` at its own deadline and
-re-attaches with the same ids. A local activity's write can outlive a discarded workflow task, so
-the wallet's memory may be older than the ledger; that is safe because the validators refuse only
-what no unseen write could make untrue (see `workflows/wallet.py`), and every other refusal
-comes from the ledger, after its idempotency lookup. Wallets recorded before this (histories
-without the patch marker) keep their regular activities with a 30 s deadline:
-`workflow.patched(LOCAL_LEDGER_CALLS)` tells them apart, and old histories replay unchanged.
+- On a caller's path (an Update's ledger call, and loading a new run's memory before it): local
+  activities, so the ledger transaction runs in the workflow task that handles the Update. They
+  retry until the ledger answers: an infrastructure failure is never an Update's answer; the
+  caller gets `OutcomeUnknown` at its own deadline and re-attaches with the same ids. A local
+  activity's write can outlive a discarded workflow task, so the wallet's memory may be older than
+  the ledger; the wallet's validators refuse only what no unseen write could make untrue
+  (`workflows/wallet.py`).
+- Redeems that reach a wallet while its ledger call is busy go together: one local activity
+  (`redeem_together`) applies each in its own transaction, in arrival order, and answers each.
+- The first operation of a run started without memory makes one call (`load_and_*`): the
+  operation and the wallet's memory in one transaction.
+- The wallet's own timers and the promotion's calls are regular activities retried until they
+  succeed; a promotion's batches, ticks and revocations heartbeat, and its batches can be
+  cancelled by a control.
+- A business-rule refusal is non-retryable everywhere and surfaces as the Update's own failure,
+  with the rule's type (`incentives.domain.errors.to_failure`).
 
-Redeems that reach a wallet while its ledger call is busy go together, past
-`workflow.patched(BATCHED_REDEEMS)`: one local activity (`redeem_together`) applies each in its own
-transaction, in arrival order, and answers each (a result or a refusal). A checkout rush on one
-wallet then costs a workflow task and a local activity per batch, not per redeem.
-
-The first operation of a run started without memory (a new wallet, or one restarted after it
-completed) makes one call, not two: `load_and_*` does the operation and loads the wallet's memory
-in one transaction. Only runs past `workflow.patched(FIRST_CALL_LOADS)` make them, and those also
-have `LOCAL_LEDGER_CALLS`, so they are local activities without a patch of their own.
-
-Calls made by the wallet's own timers are regular activities retried until they succeed:
-expiring a lot must not be lost, and they are not on anyone's checkout path.
-
-A business-rule refusal is non-retryable everywhere and surfaces as the Update's own failure,
-with the rule's type (`incentives.domain.errors.to_failure`).
+Runs recorded before a change to these calls replay on the branch they took: each change is a
+patch in `workflows/patches.py`, and why each was made is in `docs/decisions/` (0001 and 0006 for
+the wallet's calls, 0008 for the promotion's batches).
 """
 
 from __future__ import annotations
