@@ -18,7 +18,13 @@ from incentives.adapters.logs import configure_logging
 from incentives.adapters.migrations import migrate
 from incentives.adapters.settings import WORKER_ROLE
 from incentives.adapters.temporal import DATA_CONVERTER, search_attribute_flags
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.devstack.servers import (
+    TEMPORAL_BIN,
+    EmbeddedNats,
+    EmbeddedPostgres,
+    free_port,
+    temporal_dev_server_args,
+)
 from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 
 # Fixtures shared by tests of several layers, defined in tests/helpers.
@@ -67,9 +73,15 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 
 @pytest.fixture(scope="session")
-async def worker_pool(postgres: EmbeddedPostgres, database_url: str) -> AsyncIterator[Pool]:
+def worker_database_url(postgres: EmbeddedPostgres, database_url: str) -> str:
+    """The worker's login, its least-privilege role (the relay's too)."""
+    return postgres.url(TEST_DATABASE, user=WORKER_ROLE)
+
+
+@pytest.fixture(scope="session")
+async def worker_pool(worker_database_url: str) -> AsyncIterator[Pool]:
     """The worker's pool, under its least-privilege role, as the production worker runs."""
-    pool = await create_pool(postgres.url(TEST_DATABASE, user=WORKER_ROLE), max_size=20)
+    pool = await create_pool(worker_database_url, max_size=20)
     yield pool
     await pool.close()
 
@@ -95,6 +107,17 @@ async def _register_search_attributes(env: WorkflowEnvironment) -> None:
             search_attributes=dict.fromkeys(SEARCH_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD),
         )
     )
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A real NATS server with JetStream on a file store, on a free port."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,17 @@ async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 1
     return pool
 
 
+async def connect_one(database_url: str) -> asyncpg.Connection[asyncpg.Record]:
+    """One connection of its own, outside any pool, speaking JSON like the pools' (for a session
+    that holds a lock or listens for notifications); `Unavailable` if Postgres cannot be reached."""
+    try:
+        conn = await asyncpg.connect(database_url)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise _unreachable(database_url, error) from error
+    await _init_connection(conn)
+    return conn
+
+
 def _unreachable(database_url: str, error: BaseException) -> Unavailable:
     return Unavailable(f"cannot connect to Postgres at {redact(database_url)}: {connection_failure(error)}")
 

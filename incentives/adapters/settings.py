@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AliasChoices, Field, ValidationError
+from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from incentives.adapters.urls import database_url_problem
@@ -22,7 +22,7 @@ from incentives.domain.inputs import shown
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
 
 # Settings whose value may hold a password: an error about one never quotes it.
-SECRET_FIELDS = frozenset({"database_url", "worker_database_url"})
+SECRET_FIELDS = frozenset({"database_url", "worker_database_url", "nats_url", "nats_password"})
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = PROJECT_ROOT / ".incentives"
 EMBEDDED_HOST = "127.0.0.1"
@@ -32,6 +32,8 @@ WORKER_ROLE = "incentives_worker"
 DEFAULT_MAX_CACHED_WORKFLOWS = 5000
 
 _ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(?P<port>[0-9]{1,5})")
+# A server's URL as the NATS clients take it; its user info, if any, is never echoed.
+_NATS_SERVER = re.compile(r"(nats|tls|ws|wss)://([^@/\s]+@)?[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 
 
@@ -62,6 +64,13 @@ def _database_url(value: str) -> str:
     problem = database_url_problem(value)
     if problem is not None:
         raise ValueError(problem)
+    return value
+
+
+def _nats_url(value: str) -> str:
+    for server in value.split(","):
+        if _NATS_SERVER.fullmatch(server.strip()) is None:
+            raise ValueError("is not a list of nats://HOST:PORT (or tls://, ws://, wss://) URLs")
     return value
 
 
@@ -99,6 +108,24 @@ class Settings(BaseSettings):
     log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
     temporal_port: Port = Field(default=7233, description="Port of the embedded Temporal dev server.")
     temporal_ui_port: Port = Field(default=8233, description="Port of the embedded server's Web UI.")
+    nats_url: Annotated[str, AfterValidator(_nats_url)] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NATS_URL", "nats_url"),
+        description="NATS servers (comma-separated nats:// or tls:// URLs); unset means the embedded one.",
+    )
+    nats_creds: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("NATS_CREDS", "nats_creds"),
+        description="A NATS credentials file (JWT and NKey seed), as the NATS CLI reads it.",
+    )
+    nats_user: str | None = Field(default=None, validation_alias=AliasChoices("NATS_USER", "nats_user"))
+    nats_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("NATS_PASSWORD", "nats_password")
+    )
+    nats_port: Port = Field(default=4222, description="Port of the embedded NATS server.")
+    event_source: str = Field(
+        default="/incentives", description="The CloudEvents `source` of every event this deployment publishes."
+    )
     temporal_address: Annotated[str, AfterValidator(_address)] | None = Field(
         default=None,
         validation_alias=AliasChoices("TEMPORAL_ADDRESS", "temporal_address"),
@@ -121,6 +148,10 @@ class Settings(BaseSettings):
     @property
     def embedded_ui_url(self) -> str:
         return f"http://{EMBEDDED_HOST}:{self.temporal_ui_port}"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.home / "nats"
 
 
 def load_settings(**overrides: Any) -> Settings:

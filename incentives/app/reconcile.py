@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from incentives.adapters.db import Pool
+from incentives.adapters.db import Pool, numbered
+from incentives.domain.events import OUTBOX_RETENTION
 from incentives.domain.models import Model
 
 # A lot's clock fires at its expiry; past this grace, a lot still holding value is a violation.
@@ -37,7 +38,7 @@ class Reconciliation(Model):
 
 # Each: (name, what it proves, SQL returning (subject, detail) per violation). $1 customer, $2
 # promotion: NULL means all.
-_SCOPE_LOTS = "($1::text IS NULL OR l.customer_id = $1) AND ($2::text IS NULL OR l.promotion_id = $2)"
+_SCOPE_LOTS = "(:customer::text IS NULL OR l.customer_id = :customer) AND (:promotion::text IS NULL OR l.promotion_id = :promotion)"
 _CHECKS: list[tuple[str, str, str]] = [
     (
         "lot_balance",
@@ -60,7 +61,7 @@ _CHECKS: list[tuple[str, str, str]] = [
            FROM redemptions r
            LEFT JOIN ledger_entries e ON e.customer_id = r.customer_id AND e.order_id = r.order_id
                                      AND e.entry_type IN ('redeem', 'reverse')
-           WHERE ($1::text IS NULL OR r.customer_id = $1) AND $2::text IS NULL
+           WHERE (:customer::text IS NULL OR r.customer_id = :customer) AND :promotion::text IS NULL
            GROUP BY r.customer_id, r.order_id
            HAVING r.discount_minor <> coalesce(-sum(e.amount_minor) FILTER (WHERE e.entry_type = 'redeem'), 0)
                OR r.reversed_minor <> coalesce(sum(e.amount_minor) FILTER (WHERE e.entry_type = 'reverse'), 0)""",
@@ -79,7 +80,7 @@ _CHECKS: list[tuple[str, str, str]] = [
                       (SELECT coalesce(-sum(e.amount_minor), 0) FROM ledger_entries e JOIN lots l USING (lot_id)
                        WHERE e.promotion_id = p.promotion_id AND l.kind = 'coupon'
                          AND e.entry_type IN ('redeem', 'reverse')) AS discounts
-               FROM promotions p WHERE ($2::text IS NULL OR p.promotion_id = $2) AND $1::text IS NULL)
+               FROM promotions p WHERE (:promotion::text IS NULL OR p.promotion_id = :promotion) AND :customer::text IS NULL)
            SELECT promotion_id, format('granted_count %s, grant rows %s; committed %s, ledger %s', granted_count,
                                        grants, committed_minor,
                                        CASE WHEN kind = 'credit' THEN granted ELSE discounts END)
@@ -93,23 +94,24 @@ _CHECKS: list[tuple[str, str, str]] = [
                                                      budget_minor, granted_count, max_grants)
            FROM promotions
            WHERE (committed_minor > budget_minor OR granted_count > coalesce(max_grants, granted_count))
-             AND ($2::text IS NULL OR promotion_id = $2) AND $1::text IS NULL
+             AND (:promotion::text IS NULL OR promotion_id = :promotion) AND :customer::text IS NULL
            UNION ALL
            SELECT 'pool ' || o.pool_id, format('committed %s of a %s cap; its promotions committed %s',
                                                o.committed_minor, o.cap_minor, coalesce(sum(p.committed_minor), 0))
            FROM promotion_pools o LEFT JOIN promotions p ON p.pool_id = o.pool_id
-           WHERE $1::text IS NULL AND ($2::text IS NULL OR o.pool_id IN (
-                     SELECT pool_id FROM promotions WHERE promotion_id = $2))
+           WHERE :customer::text IS NULL AND (:promotion::text IS NULL OR o.pool_id IN (
+                     SELECT pool_id FROM promotions WHERE promotion_id = :promotion))
            GROUP BY o.pool_id
            HAVING o.committed_minor > o.cap_minor OR o.committed_minor <> coalesce(sum(p.committed_minor), 0)""",
     ),
     (
         "outbox",
-        "every ledger row has its event: grant, expiry and revocation by lot; redemption and reversal by order",
+        "every ledger row has its event: grant, expiry and revocation by lot; redemption and reversal by order "
+        "(rows older than the outbox's retention: their events were published and pruned)",
         f"""SELECT e.entry_type || ' row ' || e.entry_id, format('lot %s, order %s: no %s event', e.lot_id,
                                                           coalesce(e.order_id, '-'), e.entry_type)
             FROM ledger_entries e JOIN lots l ON l.lot_id = e.lot_id
-            WHERE {_SCOPE_LOTS} AND NOT EXISTS (
+            WHERE {_SCOPE_LOTS} AND e.created_at > now() - :retention::interval AND NOT EXISTS (
                 SELECT 1 FROM outbox o
                 WHERE o.event_type = CASE e.entry_type WHEN 'grant' THEN 'granted' WHEN 'redeem' THEN 'redeemed'
                                       WHEN 'reverse' THEN 'reversed' WHEN 'expire' THEN 'expired' ELSE 'revoked' END
@@ -130,7 +132,7 @@ _CHECKS: list[tuple[str, str, str]] = [
         "no lot past its expiry still holds value once its clock has had a minute to fire",
         f"""SELECT l.lot_id, format('%s, expired at %s, kept by %s', l.status, l.expires_at, l.clock_workflow_id)
             FROM lots l
-            WHERE l.status IN ('pending', 'active') AND l.expires_at < now() - $3::interval AND {_SCOPE_LOTS}""",
+            WHERE l.status IN ('pending', 'active') AND l.expires_at < now() - :grace::interval AND {_SCOPE_LOTS}""",
     ),
 ]
 
@@ -142,19 +144,18 @@ async def reconcile(pool: Pool, *, customer: str | None = None, promotion: str |
     violations: list[Violation] = []
     checks: dict[str, int] = {}
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        for name, _, sql in _CHECKS:
-            args: list[object] = [customer, promotion]
-            if "$3" in sql:
-                args.append(CLOCK_GRACE)
-            rows = await conn.fetch(sql, *args)
+        given = {"customer": customer, "promotion": promotion, "grace": CLOCK_GRACE, "retention": OUTBOX_RETENTION}
+        for name, _, text in _CHECKS:
+            sql, values = numbered(text, {key: value for key, value in given.items() if f":{key}" in text})
+            rows = await conn.fetch(sql, *values)
             checks[name] = len(rows)
             violations.extend(Violation(check=name, subject=row[0], detail=row[1]) for row in rows)
-        sizes = await conn.fetchrow(
+        sql, values = numbered(
             f"""SELECT (SELECT count(*) FROM lots l WHERE {_SCOPE_LOTS}) AS lots,
                        (SELECT count(*) FROM ledger_entries l WHERE {_SCOPE_LOTS}) AS ledger_rows""",
-            customer,
-            promotion,
+            {"customer": customer, "promotion": promotion},
         )
+        sizes = await conn.fetchrow(sql, *values)
     assert sizes is not None, "an aggregate returns one row"
     scope = f"customer {customer}" if customer else f"promotion {promotion}" if promotion else "the whole database"
     return Reconciliation(

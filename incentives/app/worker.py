@@ -1,4 +1,5 @@
-"""The worker: hosts the workflows and the activities on one task queue.
+"""The worker: hosts the workflows and the activities on one task queue, and relays the outbox's
+events to NATS (`incentives.app.relay`; one worker relays at a time).
 
 SIGTERM or SIGINT starts a graceful shutdown: no new tasks are polled, in-flight activities get
 `GRACEFUL_SHUTDOWN` to finish, and anything unfinished is handed back to Temporal, which retries
@@ -8,6 +9,7 @@ it on another worker (every activity is idempotent, so a retry is safe).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import signal
 from collections.abc import Sequence
@@ -26,6 +28,7 @@ from incentives.adapters.logs import configure_logging, get_logger
 from incentives.adapters.migrations import connect_worker_database
 from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, WORKER_ROLE, Settings
 from incentives.adapters.temporal import connect_temporal
+from incentives.app.relay import relay_forever
 from workflows.registry import WORKFLOWS
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
@@ -73,6 +76,7 @@ async def run_worker(settings: Settings) -> None:
             "the worker writes as the database owner: set INCENTIVES_WORKER_DATABASE_URL to a login "
             f"granted {WORKER_ROLE} (see the README)"
         )
+    relay: asyncio.Task[None] | None = None
     try:
         worker = build_worker(
             client, pool, settings.task_queue, WorkerOptions(max_cached_workflows=settings.max_cached_workflows)
@@ -80,10 +84,15 @@ async def run_worker(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, functools.partial(_shutdown, worker, sig))
+        relay = asyncio.create_task(relay_forever(settings))  # the outbox, delivered to NATS
         log.info("worker started", namespace=client.namespace)
         await worker.run()
         log.info("worker stopped")
     finally:
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
         await pool.close()
 
 

@@ -123,7 +123,7 @@ async def _dev(args: argparse.Namespace, settings: Settings, console: Console) -
         console.print(line, highlight=False, soft_wrap=True, markup=False)
     if answers.ok:
         return EXIT_OK
-    down = [name for name, why in (("Temporal", answers.temporal), ("Postgres", answers.postgres)) if why]
+    down = [name for name, why in answers.problems() if why]
     # The one stderr line every failing command writes; the lines above say why, server by server.
     print(f"incentives: unavailable: {' and '.join(down)} did not answer (see above)", file=sys.stderr)
     return EXIT_UNAVAILABLE

