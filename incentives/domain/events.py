@@ -15,11 +15,11 @@ Fields are added, never renamed: downstream systems read them.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
-from incentives.domain.models import Instant, LotKind, LotStatus, Model
+from incentives.domain.models import Instant, LotKind, LotStatus, Model, Redemption, Reversal
 from incentives.domain.money import Currency, MinorUnits
 
 # Published events stay in the outbox this long, then the relay prunes them (the ledger stays).
@@ -117,3 +117,39 @@ class CloudEvent(Model):
     time: Instant = Field(description="when the change was written, in the transaction that committed it")
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, object]
+
+
+def _data_model(event_type: str) -> type[Model]:
+    entity, _ = CLOUD_EVENT_TYPES[event_type]
+    if entity == "lot":
+        return LotEvent
+    if entity == "promotion":
+        return BudgetThreshold
+    return Redemption if event_type == "redeemed" else Reversal
+
+
+def event_schema(event_type: str) -> dict[str, Any]:
+    """The JSON Schema of one event type as published: the CloudEvent envelope, its `type` fixed,
+    its `data` the type's payload. Committed under docs/events/ (`./dev schemas` writes them), a
+    contract: fields are added, never renamed."""
+    _, cloud_type = CLOUD_EVENT_TYPES[event_type]
+    schema = CloudEvent.model_json_schema()
+    data = _data_model(event_type).model_json_schema()
+    definitions = {**schema.pop("$defs", {}), **data.pop("$defs", {})}
+    properties = schema["properties"]
+    properties["type"] = {"const": cloud_type, "title": "Type"}
+    properties["data"] = data
+    schema["title"] = cloud_type
+    schema["$id"] = f"https://incentives.dev/schemas/{cloud_type}.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    # Consumers must accept fields added later: the published schema allows more than it lists.
+    opened: dict[str, Any] = _open({**schema, "$defs": definitions} if definitions else schema)
+    return opened
+
+
+def _open(node: object) -> Any:
+    if isinstance(node, dict):
+        return {key: _open(value) for key, value in node.items() if key != "additionalProperties"}
+    if isinstance(node, list):
+        return [_open(value) for value in node]
+    return node

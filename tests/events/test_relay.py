@@ -12,13 +12,11 @@ from incentives.domain.events import subject_token
 from incentives.domain.models import ReverseRequest, RevokeRequest
 from tests.helpers import eventually, running_wallets
 from tests.helpers.builders import NewId, credit, order
-from tests.helpers.events import SOURCE, broker, running_relay, stream_events
+from tests.helpers.events import SOURCE, broker, conforms, running_relay, stream_events
 
 
 async def all_published(pool: Pool, customer: str) -> None:
-    left = await pool.fetchval(
-        "SELECT count(*) FROM outbox WHERE customer_id = $1 AND published_at IS NULL", customer
-    )
+    left = await pool.fetchval("SELECT count(*) FROM outbox WHERE customer_id = $1 AND published_at IS NULL", customer)
     assert left == 0, f"{left} events of {customer} not published yet"
 
 
@@ -57,6 +55,7 @@ class TestDelivery:
             "incentives.lot.revoked",
         ]
         for event, headers in events:
+            conforms(event)
             assert headers["Nats-Msg-Id"] == event["id"]
             assert headers["subject"].endswith("." + subject_token(customer))
             assert "." not in subject_token(customer)
@@ -64,7 +63,12 @@ class TestDelivery:
             assert event["datacontenttype"] == "application/json"
         granted = events[0][0]["data"]
         assert isinstance(granted, dict)
-        assert (granted["lot_id"], granted["amount"], granted["currency"], granted["change"]) == (lot_a, 1000, "USD", 1000)
+        assert (granted["lot_id"], granted["amount"], granted["currency"], granted["change"]) == (
+            lot_a,
+            1000,
+            "USD",
+            1000,
+        )
 
 
 class TestNeverSkipped:

@@ -8,8 +8,10 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 from nats.aio.client import Client as Nats
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
@@ -21,6 +23,7 @@ from incentives.app.relay import Relay
 from incentives.devstack.servers import EmbeddedNats
 
 SOURCE = "/incentives-tests"
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "events"
 
 
 @asynccontextmanager
@@ -55,7 +58,7 @@ async def stream_events(
     """Every message in the stream on `subject`, from the first, as (CloudEvent, headers) in stream
     order, kept by `keep`; it reads until the stream has nothing more for a moment."""
     subscription = await js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    found = []
+    found: list[tuple[dict[str, Any], dict[str, str]]] = []
     try:
         while True:
             try:
@@ -67,3 +70,16 @@ async def stream_events(
                 found.append((event, dict(message.headers or {}) | {"subject": message.subject}))
     finally:
         await subscription.unsubscribe()
+
+
+def conforms(event: dict[str, Any]) -> None:
+    """The event validates against its type's committed JSON Schema (docs/events), and carries
+    exactly the fields its models state (the schema lets consumers accept more; we send no more)."""
+    path = SCHEMAS / f"{event['type']}.schema.json"
+    schema = json.loads(path.read_text())
+    jsonschema.validate(event, schema, format_checker=jsonschema.FormatChecker())
+    assert event.keys() == schema["properties"].keys(), sorted(event.keys() ^ schema["properties"].keys())
+    data_schema = schema["properties"]["data"]
+    assert event["data"].keys() == data_schema["properties"].keys(), sorted(
+        event["data"].keys() ^ data_schema["properties"].keys()
+    )
