@@ -106,6 +106,7 @@ class Relay:
         self._slots = asyncio.Semaphore(in_flight)
         self._log = get_logger("incentives.relay")
         self.leading = asyncio.Event()
+        self.backend_pid: int | None = None  # the Postgres session that holds the lead, while it does
         self.rounds: list[Delivery] = []  # the most recent rounds, for tests and the benchmark
 
     async def run(self) -> None:
@@ -129,11 +130,13 @@ class Relay:
             await conn.execute("SELECT pg_advisory_lock($1)", LEADER_LOCK)
             wake = asyncio.Event()
             await conn.add_listener(_CHANNEL, lambda *_: wake.set())
+            self.backend_pid = conn.get_server_pid()
             self.leading.set()
-            self._log.info("relay leading")
+            self._log.info("relay leading", backend_pid=self.backend_pid)
             await self._deliver_forever(conn, wake)
         finally:
             self.leading.clear()
+            self.backend_pid = None
             with contextlib.suppress(Exception):
                 await conn.close()
 
