@@ -18,9 +18,10 @@ from tests.helpers import eventually
 
 @asynccontextmanager
 async def worker_process(
-    env: WorkflowEnvironment, database_url: str, task_queue: str, log: Path
+    env: WorkflowEnvironment, database_url: str, task_queue: str, log: Path, *, nats_url: str | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`incentives worker` as its own process, as in production; killed at the end if still alive."""
+    """`incentives worker` as its own process, as in production (relaying events to `nats_url`, if
+    given); killed at the end if still alive."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "incentives"),
@@ -30,6 +31,7 @@ async def worker_process(
                 "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
                 "DATABASE_URL": database_url,
                 "INCENTIVES_TASK_QUEUE": task_queue,
+                **({"NATS_URL": nats_url} if nats_url else {}),
             },
             stdout=out,
             stderr=subprocess.STDOUT,
