@@ -374,14 +374,21 @@ async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Rede
     if request.coupon_lot_id is not None:
         coupon_row = await conn.fetchrow("SELECT * FROM lots WHERE lot_id = $1 FOR UPDATE", request.coupon_lot_id)
         coupon = lot_from_row(coupon_row) if coupon_row is not None else None
+    # The snapshot this statement reads with, taken in it (under READ COMMITTED each statement has its
+    # own): recorded with the redemption, it says which lots granted meanwhile without the customer's
+    # lock (a promotion's batch) the redemption could see. One row even when there are no credits.
     credit_rows = await conn.fetch(
-        """SELECT * FROM lots
-           WHERE customer_id = $1 AND kind = 'credit' AND currency = $2 AND status = 'active' AND remaining_minor > 0
-           ORDER BY lot_id FOR UPDATE""",
+        """SELECT s.credit_snapshot, l.* FROM (SELECT pg_current_snapshot() AS credit_snapshot) s
+           LEFT JOIN LATERAL (
+               SELECT * FROM lots
+               WHERE customer_id = $1 AND kind = 'credit' AND currency = $2 AND status = 'active'
+                 AND remaining_minor > 0
+               ORDER BY lot_id FOR UPDATE) l ON true""",
         request.customer_id,
         request.currency,
     )
-    applied = rules.allocate(request, coupon, [lot_from_row(row) for row in credit_rows], redeem.as_of)
+    credits = [lot_from_row(row) for row in credit_rows if row["lot_id"] is not None]
+    applied = rules.allocate(request, coupon, credits, redeem.as_of)
     lots = []
     for part in applied:
         if part.kind == "coupon" and coupon is not None and coupon.promotion_id is not None:
@@ -401,7 +408,7 @@ async def _apply_redemption(conn: Connection, redeem: RedeemInput) -> tuple[Rede
         applied=applied,
         redeemed_at=redeem.as_of,
     )
-    await _insert_redemption(conn, redemption, request.digest())
+    await _insert_redemption(conn, redemption, request.digest(), credit_rows[0]["credit_snapshot"])
     await publish(conn, "redeemed", request.customer_id, request.order_id, redemption)
     return redemption, lots
 
@@ -421,7 +428,8 @@ async def _activate_due(conn: Connection, customer_id: str, as_of: datetime) -> 
         await publish_lot_events(conn, "activated", [row["lot_id"] for row in rows])
 
 
-async def _insert_redemption(conn: Connection, redemption: Redemption, digest: str) -> None:
+async def _insert_redemption(conn: Connection, redemption: Redemption, digest: str, credit_snapshot: object) -> None:
+    """The redemption's row, with the snapshot its credit query read with (`credit_snapshot`)."""
     workflow_id, run_id = origin()
     coupon = next((part.lot_id for part in redemption.applied if part.kind == "coupon"), None)
     columns: dict[str, object] = {
@@ -435,6 +443,7 @@ async def _insert_redemption(conn: Connection, redemption: Redemption, digest: s
         "breakdown": [part.model_dump(mode="json") for part in redemption.applied],
         "request_digest": digest,
         "redeemed_at": redemption.redeemed_at,
+        "credit_snapshot": credit_snapshot,
         "workflow_id": workflow_id,
         "run_id": run_id,
     }

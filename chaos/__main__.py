@@ -12,12 +12,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 
-from chaos.checks import check
+from chaos.books import Verdict
+from chaos.checks import CLOCK_GRACE, check
 from chaos.driver import Driver, Outcome
 from chaos.stack import FAULTS, Stack
 from chaos.workload import plan
@@ -48,22 +50,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             outcomes = await driver.run()
             await driver.settle()
             stack.stop_worker()  # the books stop moving: what is checked is what is final
+            clock_stopped = datetime.now(UTC)
             await pool.close()
             pool = await stack.pool()
-            verdict = await check(pool, outcomes, driver.terms)
+            verdict = await check(pool, outcomes, driver.terms, due_by=clock_stopped - CLOCK_GRACE)
             await pool.close()
         finally:
             stack.stop()
-    return _summary(args, outcomes, stack.faults + driver.abandoned, verdict.violations, verdict.checked, started)
+    return _summary(args, outcomes, stack.faults + driver.abandoned, verdict, started)
 
 
 def _summary(
-    args: argparse.Namespace,
-    outcomes: list[Outcome],
-    faults: Counter[str],
-    violations: list[str],
-    checked: Counter[str],
-    started: float,
+    args: argparse.Namespace, outcomes: list[Outcome], faults: Counter[str], verdict: Verdict, started: float
 ) -> dict[str, Any]:
     return {
         "seed": args.seed,
@@ -73,8 +71,9 @@ def _summary(
         "refusals": dict(Counter(outcome.rule for outcome in outcomes if outcome.status in ("rejected", "refused"))),
         "retried": sum(1 for outcome in outcomes if outcome.attempts > 1),
         "faults": dict(faults),
-        "checked": dict(checked),
-        "violations": violations,
+        "checked": dict(verdict.checked),
+        "violations_by_check": {name: len(found) for name, found in verdict.by_check.items() if found},
+        "violations": verdict.violations,
         "seconds": round(time.monotonic() - started, 1),
     }
 

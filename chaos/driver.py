@@ -9,7 +9,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -42,14 +42,23 @@ CALL_TIMEOUT = timedelta(seconds=8)
 ANSWER_DEADLINE_S = 180.0
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass
 class Outcome:
+    """How an operation was answered. `sent_at` (its first send) and `answered_at` bound when the
+    engine decided it: a refusal is judged against the books as they stood in between."""
+
     op: Op
     status: Status
     request: Model | None
     result: dict[str, Any] | None = None
     rule: str | None = None
     attempts: int = 0
+    sent_at: datetime = field(default_factory=_now)
+    answered_at: datetime = field(default_factory=_now)
 
 
 class Driver:
@@ -144,26 +153,30 @@ class Driver:
         self, op: Op, request: Model, call: Callable[[timedelta], Awaitable[BaseModel | None]]
     ) -> Outcome:
         deadline = time.monotonic() + ANSWER_DEADLINE_S
-        attempts, backoff = 0, 0.2
+        attempts, backoff, sent_at = 0, 0.2, _now()
         while True:
             attempts += 1
             abandon = op.abandon_first and attempts == 1
             try:
                 result = await call(timedelta(milliseconds=20) if abandon else CALL_TIMEOUT)
             except Rejected as rejected:
-                return Outcome(op, "rejected", request, rule=type(rejected).__name__, attempts=attempts)
+                return Outcome(
+                    op, "rejected", request, rule=type(rejected).__name__, attempts=attempts, sent_at=sent_at
+                )
             except (OutcomeUnknown, Unavailable, Exception) as error:
                 if not isinstance(error, OutcomeUnknown | Unavailable) and infrastructure_failure(error) is None:
                     raise
                 if abandon:
                     self.abandoned["client_abandoned"] += 1
                 if time.monotonic() > deadline:
-                    return Outcome(op, "unresolved", request, rule=type(error).__name__, attempts=attempts)
+                    return Outcome(
+                        op, "unresolved", request, rule=type(error).__name__, attempts=attempts, sent_at=sent_at
+                    )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 3.0)
                 continue
             dumped = result.model_dump(mode="json") if result is not None else None
-            return Outcome(op, "done", request, result=dumped, attempts=attempts)
+            return Outcome(op, "done", request, result=dumped, attempts=attempts, sent_at=sent_at)
 
     async def _close_then_reverse(self, op: Op) -> Outcome:
         """A one-customer promotion: its lot redeemed whole, the promotion cancelled with its
@@ -180,7 +193,7 @@ class Driver:
         if start.status == "done" and await self._reaches(promotion_id, "active"):
             redeem = RedeemRequest(customer_id=customer, order_id=order_id, currency="USD", total=amount)
             await self._step(Op(op.index, "redeem", customer), redeem, lambda t: self.wallets.redeem(redeem, timeout=t))
-            cancel = _Control(action="cancel", promotion=promotion_id)
+            cancel = Control(action="cancel", promotion=promotion_id)
             await self._step(
                 Op(op.index, "control", ""),
                 cancel,
@@ -240,12 +253,7 @@ class Driver:
 def _build(op: Op, now: datetime) -> Model:
     f = op.fields
     if op.kind == "grant":
-        coupon = None
-        if f["kind"] == "coupon":
-            coupon = CouponTerms(
-                amount_off=f.get("amount_off"), percent_off=f.get("percent_off"), cap=f.get("cap"),
-                min_order=f.get("min_order"), uses=f["uses"],
-            )  # fmt: skip
+        coupon = _coupon(f) if f["kind"] == "coupon" else None
         effective_in = f.get("effective_in")
         return GrantRequest(
             lot_id=str(f["lot_id"]), customer_id=op.customer, currency="USD", kind=f["kind"],
@@ -261,26 +269,35 @@ def _build(op: Op, now: datetime) -> Model:
         return RevokeRequest(customer_id=op.customer, **f)
     if op.kind == "promotion":
         return PromotionTerms(
-            promotion_id=str(f["promotion"]), name="chaos", kind="credit", currency="USD", amount=f["amount"],
-            validity=Validity(expires_after=f["expires_in"]),
-            budget=Budget(amount=f["budget"], pool=f.get("pool", POOL)),
+            promotion_id=str(f["promotion"]), name="chaos", kind=f["kind"], currency="USD", amount=f.get("amount"),
+            coupon=_coupon(f) if f["kind"] == "coupon" else None,
+            validity=Validity(expires_after=f["expires_in"], effective_after=f.get("effective_in")),
+            budget=Budget(amount=f["budget"], pool=POOL if f.get("pooled") else None),
             starts_at=now, ends_at=now + timedelta(hours=1),
         )  # fmt: skip
-    return _Control(action=str(f["action"]), promotion=str(f["promotion"]))
+    return Control(action=str(f["action"]), promotion=str(f["promotion"]))
+
+
+def _coupon(f: dict[str, Any]) -> CouponTerms:
+    return CouponTerms(
+        amount_off=f.get("amount_off"), percent_off=f.get("percent_off"), cap=f.get("cap"),
+        min_order=f.get("min_order"), uses=f["uses"],
+    )  # fmt: skip
 
 
 def _closer_fields(promotion_id: str, amount: int) -> dict[str, object]:
     """A promotion for one customer, on its own budget (not the shared pool): its lot is the one."""
     return {
         "promotion": promotion_id,
+        "kind": "credit",
         "amount": amount,
         "budget": amount,
         "expires_in": timedelta(hours=1),
-        "pool": None,
+        "pooled": False,
     }
 
 
-class _Control(Model):
+class Control(Model):
     action: str
     promotion: str
 

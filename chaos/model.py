@@ -2,13 +2,16 @@
 
 It imports nothing from the project (an import contract checks it): a bug shared by the engine
 and its checker would otherwise go unseen. The chaos run replays, in the ledger's commit order,
-what the engine accepted, and asks this model what each step should have done.
+what the engine accepted, and asks this model what each step should have done, and whether what
+the engine refused had to be refused (on copies: `Customer.copy`).
 
 Rules (README, "How it works"):
-- Redeem: the coupon first (a fixed amount, or a percentage rounded down and capped; minimum order
-  and uses checked), then credits soonest expiry first (no expiry last), then oldest grant, then
-  lot id; never more than the order total or the credit cap; only lots active, effective and
-  unexpired at the redemption's instant.
+- Time: a pending lot becomes active at its effective time (its clock's timer), or when a redeem
+  of its customer at or after that time activates it first; either way once.
+- Redeem: every due activation of the customer first; then the coupon (a fixed amount, or a
+  percentage rounded down and capped; minimum order and uses checked), then credits soonest expiry
+  first (no expiry last), then oldest grant, then lot id; never more than the order total or the
+  credit cap; only lots active, effective and unexpired at the redemption's instant.
 - Reverse: last applied, first restored, to the exact lots; a coupon's use comes back once all it
   took off the order is reversed; value reversed into a lot expired or revoked (or past its expiry)
   is written off again at once.
@@ -17,6 +20,7 @@ Rules (README, "How it works"):
 
 from __future__ import annotations
 
+from copy import copy as shallow_copy
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,13 +43,20 @@ class Lot:
     cap: int | None = None
     min_order: int | None = None
     uses: int = 0
+    promotion_id: str | None = None
     remaining: int = 0
     uses_left: int = 0
     status: str = "active"
+    pending_at_grant: bool = False
+    activated_by_redeem: bool = False  # a redeem found it due and activated it (its event is certain)
 
     def __post_init__(self) -> None:
         self.remaining = self.amount if self.kind == "credit" else 0
         self.uses_left = self.uses if self.kind == "coupon" else 0
+
+    def due(self, at: datetime) -> bool:
+        """Whether its effective time has come (a pending lot is then active, or about to be)."""
+        return self.effective_at is None or self.effective_at <= at
 
     def usable(self, at: datetime) -> bool:
         return (
@@ -65,18 +76,33 @@ class Order:
 class Customer:
     lots: dict[str, Lot] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
+    reversal_ids: set[str] = field(default_factory=set)
+
+    def copy(self) -> Customer:
+        """An independent copy: what-if questions (would this refusal have been right?) leave this one as it is."""
+        return Customer(
+            lots={lot_id: shallow_copy(lot) for lot_id, lot in self.lots.items()},
+            orders={order_id: Order(list(o.applied), dict(o.restored)) for order_id, o in self.orders.items()},
+            reversal_ids=set(self.reversal_ids),
+        )
 
     def grant(self, lot: Lot, pending: bool) -> None:
         lot.status = "pending" if pending else "active"
+        lot.pending_at_grant = pending
         self.lots[lot.lot_id] = lot
 
-    def activate(self, lot_id: str) -> None:
-        if self.lots[lot_id].status == "pending":
-            self.lots[lot_id].status = "active"
+    def activate_due(self, at: datetime) -> list[str]:
+        """Every pending lot whose effective time has come becomes active (what a redeem does first)."""
+        due = [lot for lot in self.lots.values() if lot.status == "pending" and lot.due(at)]
+        for lot in due:
+            lot.status = "active"
+        return [lot.lot_id for lot in due]
 
     def redeem(
         self, order_id: str, currency: str, total: int, coupon_id: str | None, max_credit: int | None, at: datetime
     ) -> list[tuple[str, str, int]]:
+        for lot_id in self.activate_due(at):
+            self.lots[lot_id].activated_by_redeem = True
         applied: list[tuple[str, str, int]] = []
         left = total
         if coupon_id is not None:
@@ -153,6 +179,10 @@ class Customer:
                 break
         return restored, written_off
 
+    def record_reversal(self, reversal_id: str) -> None:
+        """The reversal id is taken: the same request again answers its first result, never a refusal."""
+        self.reversal_ids.add(reversal_id)
+
     @staticmethod
     def _give_back(lot: Lot, kind: str, amount: int, whole: bool, at: datetime) -> bool:
         """Gives `amount` back; True when it is a credit written off again at once. A coupon gets
@@ -188,6 +218,17 @@ class Customer:
         lot = self.lots[lot_id]
         amount, lot.remaining, lot.status = lot.remaining, 0, "expired"
         return amount
+
+
+def net_coupon_discounts(customer: Customer, promotion_id: str) -> int:
+    """What the promotion's coupons took off this customer's orders, less what reversals gave back:
+    what a coupon promotion has committed against its budget for this customer."""
+    net = 0
+    for order in customer.orders.values():
+        for lot_id, kind, amount in order.applied:
+            if kind == "coupon" and customer.lots[lot_id].promotion_id == promotion_id:
+                net += amount - order.restored.get(lot_id, 0)
+    return net
 
 
 def _credit_order(lot: Lot) -> tuple[bool, datetime, datetime, str]:

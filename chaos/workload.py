@@ -151,17 +151,39 @@ class _Generator:
         return Op(index, "revoke", customer, {"lot_id": self.rng.choice(lots), "reason": "chaos: support revoked it"})
 
     def _promotion(self, index: int) -> Op:
+        """A small promotion: every third one of coupons (their budget is what they take off
+        orders), every other one's lots effective a few seconds after their grant (pending until
+        then), about half drawing on the shared pool. Its customers' redeems may use its coupons,
+        and support may revoke its lots, by their ids (`<promotion>:<customer>`)."""
         rng = self.rng
         number = self.promotions
         self.promotions += 1
+        promotion_id = f"chaos-p{number}"
         audience = sorted({f"chaos-c{rng.randrange(CUSTOMERS):02d}" for _ in range(rng.randrange(8, 20))})
+        kind = "coupon" if number % 3 == 0 else "credit"
         fields: dict[str, object] = {
-            "promotion": f"chaos-p{number}",
-            "amount": rng.choice([300, 500, 1000]),
+            "promotion": promotion_id,
+            "kind": kind,
             "budget": rng.randrange(2, 12) * 1000,
             "audience": audience,
             "expires_in": timedelta(seconds=rng.randrange(20, 80)),
+            "pooled": rng.random() < 0.5,
         }
+        if kind == "credit":
+            fields["amount"] = rng.choice([300, 500, 1000])
+        else:
+            percent = rng.random() < 0.5
+            fields.update(
+                percent_off=rng.choice([10, 20, 50]) if percent else None,
+                amount_off=None if percent else rng.randrange(100, 800),
+                cap=rng.choice([None, 500]) if percent else None,
+                min_order=rng.choice([None, 1000]),
+                uses=rng.choice([1, 2]),
+            )
+        if number % 2 == 0:
+            fields["effective_in"] = timedelta(seconds=rng.randrange(3, 9))
+        for customer in audience:
+            self.lots.setdefault(customer, []).append((f"{promotion_id}:{customer}", kind))
         return Op(index, "promotion", "", fields)
 
     def _hostile(self, index: int, customer: str) -> Op:
