@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     log_level: Annotated[str, AfterValidator(_log_level)] = "INFO"
     temporal_port: Port = Field(default=7233, description="Port of the embedded Temporal dev server.")
     temporal_ui_port: Port = Field(default=8233, description="Port of the embedded server's Web UI.")
+    api_port: Port = Field(default=8080, description="Port `incentives api` listens on (its `--port` wins).")
     nats_url: Annotated[str, AfterValidator(_nats_url)] | None = Field(
         default=None,
         validation_alias=AliasChoices("NATS_URL", "nats_url"),

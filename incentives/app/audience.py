@@ -9,35 +9,65 @@ entirely or not at all, and the same ids staged again return the load already st
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 from incentives.adapters.db import Connection, Pool
 from incentives.domain.errors import PromotionConflict
 from incentives.domain.promotions import AudienceLoad
 
 
-class _Checksummed:
-    """The ids as COPY records (line number, id), hashing them in order on the way through."""
+class _Checksum:
+    """The SHA-256 of the ids in order, taken as they pass to COPY as records (line number, id)."""
 
-    def __init__(self, ids: Iterable[str]) -> None:
-        self._ids = ids
+    def __init__(self) -> None:
         self._hash = hashlib.sha256()
 
-    def __iter__(self) -> Iterator[tuple[int, str]]:
-        for line, customer_id in enumerate(self._ids, start=1):
-            self._hash.update(customer_id.encode())
-            self._hash.update(b"\n")
-            yield line, customer_id
+    def _record(self, line: int, customer_id: str) -> tuple[int, str]:
+        self._hash.update(customer_id.encode())
+        self._hash.update(b"\n")
+        return line, customer_id
 
     @property
     def checksum(self) -> str:
         return self._hash.hexdigest()
 
 
+class _Checksummed(_Checksum):
+    """Ids read from a file."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        super().__init__()
+        self._ids = ids
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        for line, customer_id in enumerate(self._ids, start=1):
+            yield self._record(line, customer_id)
+
+
+class _ChecksummedStream(_Checksum):
+    """Ids that arrive while they are copied (an upload streaming in): COPY awaits each."""
+
+    def __init__(self, ids: AsyncIterable[str]) -> None:
+        super().__init__()
+        self._ids = ids
+
+    async def __aiter__(self) -> AsyncIterator[tuple[int, str]]:
+        line = 0
+        async for customer_id in self._ids:
+            line += 1
+            yield self._record(line, customer_id)
+
+
 async def stage_audience(
-    pool: Pool, promotion_id: str, ids: Iterable[str], *, first_load: bool, terms_digest: str | None = None
+    pool: Pool,
+    promotion_id: str,
+    ids: Iterable[str] | AsyncIterable[str],
+    *,
+    first_load: bool,
+    terms_digest: str | None = None,
 ) -> AudienceLoad:
-    """Stages `ids` (validated by the caller) as the promotion's next audience load.
+    """Stages `ids` (validated by the caller, read from a file or arriving asynchronously) as the
+    promotion's next audience load.
 
     `first_load`: the spec's own audience. Staging it again with the same ids returns it; with
     other ids it is a conflict (a promotion's audience is part of what was started). A later load
@@ -46,7 +76,7 @@ async def stage_audience(
     starts of different terms cannot both pass; other terms under a claimed id are refused, and
     nothing is staged.
     """
-    records = _Checksummed(ids)
+    records = _ChecksummedStream(ids) if isinstance(ids, AsyncIterable) else _Checksummed(ids)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('audience:' || $1, 0))", promotion_id)
         if terms_digest is not None:

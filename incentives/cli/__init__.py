@@ -25,7 +25,7 @@ from typing import NoReturn
 from incentives.adapters.failures import infrastructure_failure
 from incentives.adapters.logs import configure_logging, log_destination
 from incentives.adapters.settings import DEFAULT_HOME, load_settings
-from incentives.cli import flags, oncall, ops, promotion, render, wallet
+from incentives.cli import api, flags, oncall, ops, promotion, render, wallet
 from incentives.cli.arguments import EXIT_CODES, Parser, escaped
 from incentives.cli.exits import (
     EXIT_BAD_INPUT,
@@ -43,6 +43,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction[Parser]], None]] = [
     promotion.register,
     oncall.register,
     ops.register,
+    api.register,
 ]
 
 ENVIRONMENT = """\

@@ -1,0 +1,55 @@
+"""`python -m incentives.http --host HOST --port PORT`: the API's process, which `incentives api`
+becomes (the CLI and the HTTP edge are sibling layers: the command hands over to this process
+rather than importing it). Settings come from the environment, as for every command; errors are
+one line on stderr and the CLI's exit codes (2 bad input, 3 unavailable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from typing import NoReturn
+
+import uvloop
+
+from incentives.adapters.logs import configure_logging
+from incentives.adapters.settings import load_settings
+from incentives.domain.errors import InvalidInput
+from incentives.domain.inputs import parse_whole
+from incentives.http.server import bind, serve
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m incentives.http", allow_abbrev=False)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        port = settings.api_port if args.port is None else parse_whole(args.port, "--port", low=1, high=65535)
+        listening = bind(args.host, port)
+    except InvalidInput as error:
+        print(f"incentives: error: {error.field}: {error.reason}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    configure_logging(settings.log_level)
+    uvloop.run(serve(settings, listening))
+    return 0
+
+
+def _exit(code: int) -> NoReturn:
+    """Ends without the interpreter's finalization, as the CLI does (`incentives.cli._exit`): the
+    Temporal core's threads may still be handing a result back when the server is done."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main())

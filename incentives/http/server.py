@@ -1,0 +1,76 @@
+"""Serving the API: uvicorn (httptools, on uvloop) on a socket bound before anything else starts,
+so that a port in use is said at once. SIGTERM or SIGINT stops accepting connections, lets every
+request in flight finish (its deadline bounds it: at most `MAX_TIMEOUT`, plus `DRAIN_MARGIN`),
+closes the connections to Temporal and Postgres, and exits 0. Why this framework and server:
+`docs/decisions/0009-the-http-api.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Generator
+from datetime import timedelta
+
+import uvicorn
+
+from incentives.adapters.logs import get_logger
+from incentives.adapters.settings import Settings
+from incentives.domain.errors import InvalidInput
+from incentives.http.app import build_api
+from incentives.http.reading import MAX_TIMEOUT
+
+# Time past the longest deadline for a request in flight to be answered and written out.
+DRAIN_MARGIN = timedelta(seconds=10)
+BACKLOG = 2048
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port`; `InvalidInput` naming the flag when it cannot be had."""
+    if not host:
+        raise InvalidInput("--host", "is empty: give the address to listen on, such as 127.0.0.1")
+    try:
+        return socket.create_server((host, port), backlog=BACKLOG, reuse_port=False)
+    except socket.gaierror:
+        raise InvalidInput("--host", f"{host!r} is not an address or a host name this machine resolves") from None
+    except OSError as error:
+        raise InvalidInput("--port", f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping on SIGTERM or SIGINT as uvicorn does, but then exiting 0 rather
+    than raising the signal again once drained: the drain is the orderly end."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _stop(self, sig: int) -> None:
+        get_logger("incentives.api").info("draining", signal=signal.Signals(sig).name)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C stops waiting for requests in flight
+        self.should_exit = True
+
+
+async def serve(settings: Settings, listening: socket.socket) -> None:
+    host, port = listening.getsockname()[:2]
+    config = uvicorn.Config(
+        build_api(settings),
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # one line per request comes from the API, with its ids
+        log_config=None,  # the process's logging (structlog) already writes uvicorn's lines
+        server_header=False,
+        timeout_graceful_shutdown=int((MAX_TIMEOUT + DRAIN_MARGIN).total_seconds()),
+    )
+    get_logger("incentives.api").info("api listening", host=host, port=port, task_queue=settings.task_queue)
+    await _Server(config).serve(sockets=[listening])
