@@ -15,6 +15,7 @@ from incentives.adapters.endpoints import endpoints
 from incentives.adapters.migrations import connect_database, connect_reader
 from incentives.adapters.settings import Settings
 from incentives.app import api_keys
+from incentives.app.listening import bind, inheritable
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK
 from incentives.domain.inputs import parse_whole
@@ -75,7 +76,11 @@ def _key_actions(actions: argparse._SubParsersAction[Parser]) -> None:
     create.add_argument("--json", action="store_true", help="print {key, name, scopes} as JSON")
     create.set_defaults(handler=_create)
     listing = command(
-        actions, "list", "list the keys: names, scopes, made and revoked (never a key)", "", "  incentives api-key list"
+        actions,
+        "list",
+        "list the keys: names, scopes, when made and revoked (never a key)",
+        "Every key ever made, oldest first, in use or revoked. Reads Postgres; never migrates it.",
+        "  incentives api-key list\n  incentives api-key list --json",
     )
     listing.add_argument("--json", action="store_true", help="print them as JSON")
     listing.set_defaults(handler=_list)
@@ -83,25 +88,26 @@ def _key_actions(actions: argparse._SubParsersAction[Parser]) -> None:
         actions,
         "revoke",
         "revoke a key: the API refuses it from its next request",
-        "",
-        "  incentives api-key revoke ci",
+        "The key's row stays, with when it was revoked; its name may be given to a new key.",
+        "  incentives api-key revoke checkout-eu",
     )
     revoke.add_argument("name", metavar="NAME", help="the key's name")
     revoke.set_defaults(handler=_revoke)
 
 
 async def _api(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    """Checks what can be checked here, then becomes `python -m incentives.http` (this process
-    turns into the server: same pid, so a supervisor's SIGTERM reaches it)."""
+    """Binds the socket here (a bad host or a busy port is exit 2 from this command), then becomes
+    `python -m incentives.http`, which takes the socket over: same pid, so a supervisor's SIGTERM
+    reaches the server."""
     port = settings.api_port if args.port is None else parse_whole(args.port, "--port", low=1, high=65535)
     endpoints(settings)  # a malformed Temporal configuration is refused now, not in the server's log
+    listening = bind(DEFAULT_HOST if args.host is None else args.host, port)
     environment = dict(os.environ)
     if settings.temporal_address is not None:
         environment["TEMPORAL_ADDRESS"] = settings.temporal_address
     if settings.temporal_namespace is not None:
         environment["TEMPORAL_NAMESPACE"] = settings.temporal_namespace
-    host = DEFAULT_HOST if args.host is None else args.host  # given empty, the server refuses it
-    argv = [sys.executable, "-m", "incentives.http", "--host", host, "--port", str(port)]
+    argv = [sys.executable, "-m", "incentives.http", "--fd", str(inheritable(listening))]
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()

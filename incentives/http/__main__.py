@@ -1,7 +1,8 @@
-"""`python -m incentives.http --host HOST --port PORT`: the API's process, which `incentives api`
-becomes (the CLI and the HTTP edge are sibling layers: the command hands over to this process
-rather than importing it). Settings come from the environment, as for every command; errors are
-one line on stderr and the CLI's exit codes (2 bad input, 3 unavailable).
+"""`python -m incentives.http [--host HOST] [--port PORT | --fd FD]`: the API's process, which
+`incentives api` becomes. The CLI and the HTTP edge are sibling layers: the command binds the
+socket (so that a bad host or a busy port is its exit 2), then hands the process over to this one,
+which takes the socket as `--fd`. Settings come from the environment, as for every command; an
+error is one line on stderr, exit 2.
 """
 
 from __future__ import annotations
@@ -17,22 +18,27 @@ import uvloop
 
 from incentives.adapters.logs import configure_logging
 from incentives.adapters.settings import load_settings
+from incentives.app.listening import bind, inherited
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import parse_whole
-from incentives.http.server import bind, serve
+from incentives.http.server import serve
 
 EXIT_BAD_INPUT = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m incentives.http", allow_abbrev=False)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", help="the port to listen on (default INCENTIVES_API_PORT, or 8080)")
+    parser.add_argument("--fd", type=int, help="a listening socket already bound, inherited")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        port = settings.api_port if args.port is None else parse_whole(args.port, "--port", low=1, high=65535)
-        listening = bind(args.host, port)
+        if args.fd is not None:
+            listening = inherited(args.fd)
+        else:
+            port = settings.api_port if args.port is None else parse_whole(args.port, "--port", low=1, high=65535)
+            listening = bind(args.host, port)
     except InvalidInput as error:
         print(f"incentives: error: {error.field}: {error.reason}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -14,7 +14,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from incentives.domain.inputs import REASON_MAX_LENGTH
 from incentives.domain.models import GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
-from incentives.http.operations import Operation
+from incentives.http.operations import Operation, Parameter
 from incentives.http.problems import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, RETRY_AFTER_SECONDS, Problem
 from incentives.http.schemas import CURRENCY_SCHEMA, ID_FIELDS, ID_SCHEMA
 
@@ -118,6 +118,19 @@ def _responses(operation: Operation, refs: Refs) -> dict[str, Any]:
     return responses
 
 
+def _parameter(parameter: Parameter) -> dict[str, Any]:
+    document = {
+        "name": parameter.name,
+        "in": parameter.where,
+        "required": parameter.required,
+        "description": parameter.description,
+        "schema": parameter.schema,
+    }
+    if parameter.example is not None:
+        document["example"] = parameter.example
+    return document
+
+
 def _operation(operation: Operation, refs: Refs) -> dict[str, Any]:
     text = operation.description
     if operation.scopes is not None:
@@ -127,10 +140,7 @@ def _operation(operation: Operation, refs: Refs) -> dict[str, Any]:
         "summary": operation.summary,
         "description": text,
         "tags": [operation.path.split("/")[2] if operation.path.startswith("/v1/") else "service"],
-        "parameters": [
-            {"name": p.name, "in": p.where, "required": p.required, "description": p.description, "schema": p.schema}
-            for p in operation.parameters
-        ],
+        "parameters": [_parameter(parameter) for parameter in operation.parameters],
         "responses": _responses(operation, refs),
         "security": [{"bearer": []}] if operation.scopes is not None else [],
     }

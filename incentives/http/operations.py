@@ -51,6 +51,7 @@ class Parameter:
     schema: Mapping[str, Any]
     description: str
     required: bool = False
+    example: str | None = None  # shown in the docs, and sent by the fuzz test
 
 
 @dataclass(frozen=True)

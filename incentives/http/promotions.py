@@ -189,12 +189,28 @@ async def add_audience(call: Call) -> Response:
 
 _STEER: frozenset[Scope] = frozenset({"promotions"})
 _READ: frozenset[Scope] = frozenset({"promotions", "read"})
-PROMOTION_ID = Parameter("id", "path", PROMOTION_ID_SCHEMA, "the promotion's id (its spec's `id`)", required=True)
+PROMOTION_ID = Parameter(
+    "id", "path", PROMOTION_ID_SCHEMA, "the promotion's id (its spec's `id`)", required=True, example="welcome-2027"
+)
+_SPEC_EXAMPLE = {
+    "id": "welcome-2027",
+    "name": "Welcome credit",
+    "kind": "credit",
+    "value": {"amount": "10.00"},
+    "currency": "USD",
+    "validity": {"expires_after": "14d", "remind_before": "2d"},
+    "budget": {"amount": "1000.00"},
+    "audience": {"customers": ["alice", "bob"]},
+}
 CONTROL_PROBLEMS = (400, 401, 403, 404, 409, 422, 503, 504)
 
 
-def _json_body(schema: dict[str, Any], description: str, *, required: bool = True) -> dict[str, Any]:
-    return {"required": required, "description": description, "content": {"application/json": {"schema": schema}}}
+def _json_body(schema: dict[str, Any], description: str, example: object, *, required: bool = True) -> dict[str, Any]:
+    return {
+        "required": required,
+        "description": description,
+        "content": {"application/json": {"schema": schema, "example": example}},
+    }
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -255,7 +271,10 @@ _START = Operation(
     problems=(400, 401, 403, 409, 422, 503, 504),
     body={
         "required": True,
-        "content": {"application/json": {"schema": PROMOTION_SPEC}, "multipart/form-data": _UPLOAD},
+        "content": {
+            "application/json": {"schema": PROMOTION_SPEC, "example": _SPEC_EXAMPLE},
+            "multipart/form-data": _UPLOAD,
+        },
     },
 )
 OPERATIONS = (
@@ -298,9 +317,19 @@ OPERATIONS = (
         "cancel",
         cancel,
         "Cancel the promotion",
-        _json_body(_ref(CancelRequest), "`revoke_outstanding`: also revoke every lot that holds value", required=False),
+        _json_body(
+            _ref(CancelRequest),
+            "`revoke_outstanding`: also revoke every lot that holds value",
+            {"revoke_outstanding": True},
+            required=False,
+        ),
     ),
-    _control_operation("extend", extend, "Move the end of granting", _json_body(_ref(Extend), "the new end")),
+    _control_operation(
+        "extend",
+        extend,
+        "Move the end of granting",
+        _json_body(_ref(Extend), "the new end", {"ends_at": "2027-04-30T23:59:59-04:00"}),
+    ),
     _control_operation(
         "audience",
         add_audience,

@@ -6,10 +6,14 @@ holds both to it).
 
 from __future__ import annotations
 
+import itertools
+import string
 from typing import Any
 
 from incentives.app.client import DEFAULT_CALL_TIMEOUT
+from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import ID_MAX_LENGTH
+from incentives.domain.money import check_currency
 from incentives.domain.promotions import PROMOTION_ID_MAX_LENGTH
 from incentives.domain.timeparse import format_duration
 from incentives.http.operations import Parameter
@@ -27,7 +31,20 @@ PROMOTION_ID_SCHEMA: dict[str, Any] = {
     "maxLength": PROMOTION_ID_MAX_LENGTH,
     "pattern": "^[A-Za-z0-9][A-Za-z0-9._/-]*$",
 }
-CURRENCY_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{3}$", "description": "an ISO 4217 code"}
+
+
+def _currencies() -> list[str]:
+    """Every code `check_currency` takes, found by asking it of every three capital letters."""
+    codes = []
+    for code in ("".join(letters) for letters in itertools.product(string.ascii_uppercase, repeat=3)):
+        try:
+            codes.append(check_currency(code))
+        except InvalidInput:
+            continue
+    return codes
+
+
+CURRENCY_SCHEMA: dict[str, Any] = {"type": "string", "enum": _currencies(), "description": "an ISO 4217 code"}
 # The request models' id fields, and the currency: their patterns are added to the models' schemas.
 ID_FIELDS = ("lot_id", "customer_id", "order_id", "reversal_id", "coupon_lot_id", "promotion_id")
 # A duration as the CLI takes it: an integer and a unit, or ISO 8601 without years or months

@@ -1,5 +1,5 @@
-"""Serving the API: uvicorn (httptools, on uvloop) on a socket bound before anything else starts,
-so that a port in use is said at once. SIGTERM or SIGINT stops accepting connections, lets every
+"""Serving the API: uvicorn (httptools, on uvloop) on a socket bound before anything else starts
+(`incentives.app.listening`), so that a port in use is said at once. SIGTERM or SIGINT stops accepting connections, lets every
 request in flight finish (its deadline bounds it: at most `MAX_TIMEOUT`, plus `DRAIN_MARGIN`),
 closes the connections to Temporal and Postgres, and exits 0. Why this framework and server:
 `docs/decisions/0009-the-http-api.md`.
@@ -18,25 +18,11 @@ import uvicorn
 
 from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
-from incentives.domain.errors import InvalidInput
 from incentives.http.app import build_api
 from incentives.http.reading import MAX_TIMEOUT
 
 # Time past the longest deadline for a request in flight to be answered and written out.
 DRAIN_MARGIN = timedelta(seconds=10)
-BACKLOG = 2048
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on `host:port`; `InvalidInput` naming the flag when it cannot be had."""
-    if not host:
-        raise InvalidInput("--host", "is empty: give the address to listen on, such as 127.0.0.1")
-    try:
-        return socket.create_server((host, port), backlog=BACKLOG, reuse_port=False)
-    except socket.gaierror:
-        raise InvalidInput("--host", f"{host!r} is not an address or a host name this machine resolves") from None
-    except OSError as error:
-        raise InvalidInput("--port", f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 class _Server(uvicorn.Server):

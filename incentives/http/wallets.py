@@ -40,7 +40,20 @@ Send = Callable[[IncentivesClient, RequestT, timedelta], Awaitable[ResultT]]
 
 # The most ledger rows one wallet read returns (`limit`): the answer stays a few MB at most.
 MAX_LEDGER_LIMIT = 10_000
-CUSTOMER = Parameter("customer", "path", ID_SCHEMA, "the customer's id", required=True)
+CUSTOMER = Parameter("customer", "path", ID_SCHEMA, "the customer's id", required=True, example="alice")
+# One story, told by the examples in order (the docs show them; the fuzz test sends them).
+EXAMPLES: dict[type[Model], dict[str, object]] = {
+    GrantRequest: {
+        "lot_id": "welcome-alice",
+        "currency": "USD",
+        "kind": "credit",
+        "amount": 1000,
+        "expires_in": "P14D",
+    },
+    RedeemRequest: {"order_id": "o-1001", "currency": "USD", "total": 4250},
+    ReverseRequest: {"order_id": "o-1001", "reversal_id": "refund-1", "amount": 500},
+    RevokeRequest: {"lot_id": "welcome-alice", "reason": "fraud review #4411"},
+}
 LIMIT = Parameter(
     "limit",
     "query",
@@ -106,7 +119,12 @@ def _body(model: type[Model], what: str) -> dict[str, object]:
         "required": True,
         "description": f'{what}, as the Python client\'s `{model.__name__}` writes it (`model_dump(mode="json")`). '
         "`customer_id` may be left out: it is the path's; given, it must be the path's.",
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        "content": {
+            "application/json": {
+                "schema": {"$ref": f"#/components/schemas/{model.__name__}"},
+                "example": EXAMPLES[model],
+            }
+        },
     }
 
 
