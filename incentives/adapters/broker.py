@@ -40,7 +40,12 @@ class BrokerEndpoint:
     @property
     def shown(self) -> str:
         """The servers without any user info: for messages and logs."""
-        return ",".join(server.split("://", 1)[0] + "://" + server.rsplit("@", 1)[-1] for server in self.servers)
+        return ",".join(_without_user(server) for server in self.servers)
+
+
+def _without_user(server: str) -> str:
+    scheme, _, rest = server.partition("://")
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
 
 def broker_endpoint(settings: Settings) -> BrokerEndpoint:
@@ -70,7 +75,9 @@ async def connect_broker(settings: Settings, *, name: str, reconnect: bool = Tru
         "name": name,
         "connect_timeout": CONNECT_TIMEOUT_S,
         "allow_reconnect": reconnect,
-        "max_reconnect_attempts": -1 if reconnect else 0,
+        # nats-py applies this to the first connection too, and -1 (forever) would never give up on
+        # a server that is down: one more try, then `Unavailable`; forever once connected.
+        "max_reconnect_attempts": 1,
         "reconnect_time_wait": 0.5,
     }
     if settings.nats_creds is not None:
@@ -79,14 +86,19 @@ async def connect_broker(settings: Settings, *, name: str, reconnect: bool = Tru
         options["user"] = settings.nats_user
     if settings.nats_password is not None:
         options["password"] = settings.nats_password.get_secret_value()
+    attempts: list[Exception] = []
+
+    async def failed(error: Exception) -> None:
+        attempts[:] = [error]  # the last failure says why, if the first connection gives up
+
     try:
-        return await nats.connect(**options, error_cb=_quiet, disconnected_cb=None)
+        connection = await nats.connect(**options, error_cb=failed)
     except Exception as error:  # nats-py raises its own, OSError and TimeoutError alike
-        raise Unavailable(f"cannot reach NATS at {where.shown}: {_cause(error)}") from error
-
-
-async def _quiet(error: Exception) -> None:
-    """Connection errors are retried by the client and reported by the relay's own log."""
+        cause = attempts[-1] if attempts else error
+        raise Unavailable(f"cannot reach NATS at {where.shown}: {_cause(cause)}") from error
+    if reconnect:
+        connection.options["max_reconnect_attempts"] = -1  # a connection that drops is retried forever
+    return connection
 
 
 def _cause(error: BaseException) -> str:

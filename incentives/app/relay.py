@@ -41,6 +41,7 @@ from nats.js import JetStreamContext
 from incentives.adapters.broker import connect_broker, ensure_stream
 from incentives.adapters.db import connect_one
 from incentives.adapters.endpoints import endpoints
+from incentives.adapters.failures import infrastructure_failure
 from incentives.adapters.logs import get_logger
 from incentives.adapters.rows import Row
 from incentives.adapters.settings import Settings
@@ -117,9 +118,14 @@ class Relay:
         while True:
             try:
                 await self._lead()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:
+                failure = infrastructure_failure(error) or (
+                    str(error) if isinstance(error, asyncpg.PostgresError) else None
+                )
+                if failure is None:
+                    raise
                 self.leading.clear()
-                self._log.warning("relay lost its database connection; starting over", error=str(error)[:200])
+                self._log.warning("relay lost its database connection; starting over", error=failure)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 

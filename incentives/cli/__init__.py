@@ -25,7 +25,7 @@ from typing import NoReturn
 from incentives.adapters.failures import infrastructure_failure
 from incentives.adapters.logs import configure_logging, log_destination
 from incentives.adapters.settings import DEFAULT_HOME, load_settings
-from incentives.cli import api, flags, oncall, ops, promotion, render, wallet
+from incentives.cli import api, events, flags, oncall, ops, promotion, render, wallet
 from incentives.cli.arguments import EXIT_CODES, Parser, escaped
 from incentives.cli.exits import (
     EXIT_BAD_INPUT,
@@ -44,6 +44,7 @@ COMMAND_GROUPS: list[Callable[[argparse._SubParsersAction[Parser]], None]] = [
     oncall.register,
     ops.register,
     api.register,
+    events.register,
 ]
 
 ENVIRONMENT = """\
@@ -51,6 +52,8 @@ environment:
   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE
                            Temporal, as the Temporal CLI reads it (--address and --namespace win)
   DATABASE_URL             Postgres (unset: the embedded one `incentives dev up` runs)
+  NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD
+                           NATS JetStream for events (unset: the embedded server)
   INCENTIVES_TASK_QUEUE, INCENTIVES_LOG_LEVEL, INCENTIVES_HOME, INCENTIVES_TEMPORAL_PORT, ...
                            see the README"""
 

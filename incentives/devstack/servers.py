@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -87,11 +88,23 @@ def _port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+# Below Linux's ephemeral range (32768-60999): a client that keeps reconnecting to a port in that
+# range while its server is down can be given that very port as its own source, connect to itself,
+# and hold the port the server would restart on.
+_LISTENING_PORTS = range(20_000, 32_000)
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free now, outside the ephemeral range, for a server of our own to listen on."""
+    for _ in range(100):
+        port = random.choice(_LISTENING_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((EMBEDDED_HOST, port))
+            except OSError:
+                continue
+            return port
+    raise Unavailable("no free port to listen on between 20000 and 32000")
 
 
 def postgres_settings() -> str:
