@@ -95,7 +95,7 @@ async def connect_broker(settings: Settings, *, name: str, reconnect: bool = Tru
         connection = await nats.connect(**options, error_cb=failed)
     except Exception as error:  # nats-py raises its own, OSError and TimeoutError alike
         cause = attempts[-1] if attempts else error
-        raise Unavailable(f"cannot reach NATS at {where.shown}: {_cause(cause)}") from error
+        raise Unavailable(f"cannot reach NATS at {where.shown}: {_cause(cause)}") from cause
     if reconnect:
         connection.options["max_reconnect_attempts"] = -1  # a connection that drops is retried forever
     return connection

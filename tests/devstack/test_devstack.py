@@ -13,12 +13,13 @@ import pytest
 from incentives.devstack.servers import free_port
 
 
-def dev(home: Path, *action: str, ports: tuple[int, int]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL"))}
+def dev(home: Path, *action: str, ports: tuple[int, int, int]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "NATS_"))}
     env |= {
         "INCENTIVES_HOME": str(home),
         "INCENTIVES_TEMPORAL_PORT": str(ports[0]),
         "INCENTIVES_TEMPORAL_UI_PORT": str(ports[1]),
+        "INCENTIVES_NATS_PORT": str(ports[2]),
         "TEMPORAL_CONFIG_FILE": str(home / "no-temporal-config.toml"),
     }
     return subprocess.run(
@@ -37,13 +38,14 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(home: Path) -> None:
-    ports = (free_port(), free_port())
+    ports = (free_port(), free_port(), free_port())
     try:
         up = dev(home, "up", ports=ports)
         assert up.returncode == 0, up.stderr
         assert f"127.0.0.1:{ports[0]}" in up.stdout
         assert f"http://127.0.0.1:{ports[1]}" in up.stdout
         assert f"host={home / 'pg'}" in up.stdout
+        assert f"NATS          nats://127.0.0.1:{ports[2]} (running (pid" in up.stdout
         temporal_pid = (home / "temporal.pid").read_text().strip()
         postgres_pid = (home / "pg" / "postmaster.pid").read_text().split()[0]
 
@@ -53,22 +55,27 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
         assert (home / "pg" / "postmaster.pid").read_text().split()[0] == postgres_pid
         healthy = dev(home, "status", ports=ports)
         assert f"running (pid {temporal_pid}" in healthy.stdout
-        assert (healthy.returncode, healthy.stdout.splitlines()[-2:]) == (0, ["Temporal: up", "Postgres: up"])
+        assert (healthy.returncode, healthy.stdout.splitlines()[-3:]) == (
+            0,
+            ["Temporal: up", "Postgres: up", "NATS: up"],
+        )
 
         down = dev(home, "down", ports=ports)
-        assert (down.returncode, down.stdout.strip()) == (0, "stopped Temporal, Postgres")
+        assert (down.returncode, down.stdout.strip()) == (0, "stopped Temporal, NATS, Postgres")
         status = dev(home, "status", ports=ports)
-        assert status.stdout.count("not running") == 2
+        assert status.stdout.count("not running") == 3
         assert status.returncode == 3
-        assert status.stdout.splitlines()[-2:] == [
+        assert status.stdout.splitlines()[-3:] == [
             f"Temporal: DOWN (127.0.0.1:{ports[0]}: connection refused)",
             f"Postgres: DOWN (postgresql://postgres@/incentives?host={home / 'pg'}: no server listening on its Unix socket)",
+            f"NATS: DOWN (nats://127.0.0.1:{ports[2]}: connection refused)",
         ]
+        assert status.stderr == "incentives: unavailable: Temporal and Postgres and NATS did not answer (see above)\n"
 
         # Pid files left by a crash name processes that are gone: neither blocks the next start.
         (home / "temporal.pid").write_text("999999\n")
         (home / "pg" / "postmaster.pid").write_text(f"999999\n{home / 'pg'}\n")
-        assert dev(home, "status", ports=ports).stdout.count("not running") == 2
+        assert dev(home, "status", ports=ports).stdout.count("not running") == 3
         restarted = dev(home, "up", ports=ports)
         assert restarted.returncode == 0, restarted.stderr
         assert (home / "temporal.pid").read_text().strip() != "999999"
@@ -90,18 +97,23 @@ def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def _external(home: Path, **variables: str) -> dict[str, str]:
     """The environment of a shell pointing at external servers (nothing embedded)."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "INCENTIVES_"))}
+    inherited = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "DATABASE_URL", "INCENTIVES_", "NATS_"))
+    }
     return {**inherited, "INCENTIVES_HOME": str(home), **variables}
 
 
 def test_status_of_external_servers_checks_that_they_answer(home: Path) -> None:
-    """With TEMPORAL_ADDRESS and DATABASE_URL, nothing is embedded: only a connection tells."""
+    """With TEMPORAL_ADDRESS, DATABASE_URL and NATS_URL, nothing is embedded: only a connection tells."""
     temporal, postgres = f"127.0.0.1:{free_port()}", f"postgresql://nobody@127.0.0.1:{free_port()}/nothing"
-    status = _status(_external(home, TEMPORAL_ADDRESS=temporal, DATABASE_URL=postgres))
+    nats = f"nats://127.0.0.1:{free_port()}"
+    status = _status(_external(home, TEMPORAL_ADDRESS=temporal, DATABASE_URL=postgres, NATS_URL=nats))
     assert status.returncode == 3, status.stderr
-    assert status.stdout.splitlines()[-2:] == [
+    assert f"NATS          {nats} (external: NATS_URL)" in status.stdout
+    assert status.stdout.splitlines()[-3:] == [
         f"Temporal: DOWN ({temporal}: connection refused)",
         f"Postgres: DOWN ({postgres}: connection refused)",
+        f"NATS: DOWN ({nats}: connection refused)",
     ]
     assert "tonic" not in status.stdout
     assert "Errno" not in status.stdout
