@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nats.js import JetStreamContext
 
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.migrations import migrate
 from incentives.adapters.settings import WORKER_ROLE
+from incentives.app.relay import Relay
 from incentives.devstack.servers import EmbeddedNats, EmbeddedPostgres, free_port
 from incentives.domain.events import subject_token
 from tests.helpers import eventually
@@ -41,10 +43,10 @@ async def unpublished(pool: Pool, customers: list[str]) -> None:
     assert left == 0, f"{left} not published yet"
 
 
-async def delivered_once_in_order(js: object, pool: Pool, customers: list[str]) -> None:
+async def delivered_once_in_order(js: JetStreamContext, pool: Pool, customers: list[str]) -> None:
     """Each customer's events are in the stream once each, in the order of their ids."""
     for customer in customers:
-        events = await stream_events(js, f"incentives.*.*.{subject_token(customer)}")  # type: ignore[arg-type]
+        events = await stream_events(js, f"incentives.*.*.{subject_token(customer)}")
         ids = [int(event["id"]) for event, _ in events]
         expected = [
             row["event_id"]
@@ -115,8 +117,8 @@ class TestRelayFaults:
             postgres.stop()
 
 
-async def _second_relay(js: object, database_url: str) -> None:
-    async with running_relay(js, database_url, batch=50):  # type: ignore[arg-type]
+async def _second_relay(js: JetStreamContext, database_url: str) -> None:
+    async with running_relay(js, database_url, batch=50):
         await asyncio.Event().wait()
 
 
@@ -125,8 +127,8 @@ async def _one_waits_on_the_lead(pool: Pool) -> None:
     assert waiting == 1, waiting
 
 
-async def _some_published(relay: object) -> None:
-    assert sum(len(r.published) for r in relay.rounds) > 0  # type: ignore[attr-defined]
+async def _some_published(relay: Relay) -> None:
+    assert sum(len(delivery.published) for delivery in relay.rounds) > 0
 
 
 async def _restart_under_the_relay(
