@@ -1,6 +1,6 @@
 """`./dev chaos [--ops N] [--faults K] [--seed S]`: thousands of random operations through the real
-stack while workers, Postgres and the Temporal server are killed under them, then the books proved
-against an independent model. Exit 0 with 0 violations; exit 1 listing them. A failing seed sends
+stack while workers, Postgres, the Temporal server and NATS are killed under them, then the books
+proved against an independent model, and the event stream against the outbox. Exit 0 with 0 violations; exit 1 listing them. A failing seed sends
 the same operation sequence again."""
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ from typing import Any
 
 from temporalio.client import Client
 
+from chaos import delivery
 from chaos.books import Verdict
 from chaos.checks import CLOCK_GRACE, check
 from chaos.driver import Driver, Outcome
 from chaos.stack import FAULTS, Stack
 from chaos.workload import plan
+from incentives.adapters.broker import connect_broker, ensure_stream
+from incentives.adapters.db import Pool
 from incentives.adapters.logs import configure_logging
+from incentives.adapters.settings import WORKER_ROLE, Settings
 from incentives.adapters.temporal import DATA_CONVERTER
 
 
@@ -54,10 +58,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await pool.close()
             pool = await stack.pool()
             verdict = await check(pool, outcomes, driver.terms, due_by=clock_stopped - CLOCK_GRACE)
+            await _events_delivered(stack, pool, verdict)
             await pool.close()
         finally:
             stack.stop()
     return _summary(args, outcomes, stack.faults + driver.abandoned, verdict, started)
+
+
+async def _events_delivered(stack: Stack, pool: Pool, verdict: Verdict) -> None:
+    """The books are final: a relay drains what the worker had not published, then the stream is
+    checked against the outbox."""
+    broker = await connect_broker(Settings(nats_url=stack.nats.url), name="chaos")
+    try:
+        js = broker.jetstream()
+        await ensure_stream(js)
+        if not await delivery.drain(pool, js, stack.postgres.url(user=WORKER_ROLE)):
+            verdict.fail("delivered", "the outbox was not drained within the deadline")
+        await delivery.check(pool, await delivery.stream(js), verdict)
+    finally:
+        await broker.close()
 
 
 def _summary(

@@ -22,6 +22,7 @@ CHECKS = (
     "events",  # no event published twice
     "closed_promotions",  # a reversal into a closed promotion's lot gives nothing back
     "answered",  # every operation answered; hostile input refused
+    "delivered",  # every outbox event in the stream once, each customer's in order, nothing invented
 )
 
 

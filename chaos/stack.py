@@ -1,5 +1,6 @@
-"""The chaos run's own stack (Postgres, a Temporal dev server persisting to disk, a worker process),
-and the faults it suffers: each one what production suffers, done for real."""
+"""The chaos run's own stack (Postgres, a Temporal dev server persisting to disk, NATS with JetStream
+on a file store, a worker process that relays the events too), and the faults it suffers: each one
+what production suffers, done for real."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import asyncpg
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.migrations import migrate
 from incentives.adapters.settings import WORKER_ROLE
-from incentives.devstack.servers import EmbeddedPostgres, EmbeddedTemporal, free_port
+from incentives.devstack.servers import EmbeddedNats, EmbeddedPostgres, EmbeddedTemporal, free_port
 
 FAULTS = (
     "worker_killed",
@@ -24,6 +25,7 @@ FAULTS = (
     "postgres_immediate_restart",
     "backends_terminated",
     "temporal_killed",
+    "nats_killed",
 )
 TASK_QUEUE = "chaos"
 
@@ -33,12 +35,14 @@ class Stack:
     home: Path
     postgres: EmbeddedPostgres = field(init=False)
     temporal: EmbeddedTemporal = field(init=False)
+    nats: EmbeddedNats = field(init=False)
     worker: subprocess.Popen[bytes] | None = None
     faults: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.postgres = EmbeddedPostgres(self.home / "pg")
         self.temporal = EmbeddedTemporal(self.home / "temporal", port=free_port(), ui_port=free_port())
+        self.nats = EmbeddedNats(self.home / "nats", free_port())
 
     @property
     def database_url(self) -> str:
@@ -54,6 +58,7 @@ class Stack:
         finally:
             await pool.close()
         self.temporal.start()
+        self.nats.start()
         self.start_worker()
 
     async def _track_commit_order(self) -> None:
@@ -70,6 +75,7 @@ class Stack:
     def stop(self) -> None:
         self.stop_worker()
         self.temporal.stop()
+        self.nats.stop()
         self.postgres.stop()
 
     def start_worker(self) -> None:
@@ -85,6 +91,7 @@ class Stack:
                 "DATABASE_URL": self.database_url,
                 "INCENTIVES_WORKER_DATABASE_URL": self.postgres.url(user=WORKER_ROLE),
                 "INCENTIVES_TASK_QUEUE": TASK_QUEUE,
+                "NATS_URL": self.nats.url,
                 "INCENTIVES_HOME": str(self.home),
                 "INCENTIVES_LOG_LEVEL": "WARNING",
             },
@@ -117,6 +124,10 @@ class Stack:
             await asyncio.to_thread(self.temporal.kill)
             await asyncio.sleep(1.0)
             await asyncio.to_thread(self.temporal.start)
+        elif fault == "nats_killed":
+            await asyncio.to_thread(self.nats.kill)
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(self.nats.start)
         else:
             raise ValueError(f"unknown fault {fault}")
 
