@@ -84,6 +84,11 @@ def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def well_formed(presented: str) -> bool:
+    """Whether `presented` could be a key `new_key` made: anything else is refused without a query."""
+    return _KEY.fullmatch(presented) is not None
+
+
 async def create_key(pool: Pool, name: str, scopes: Iterable[str]) -> NewApiKey:
     """A new key named `name` with `scopes`; its hash is stored, the key returned this once."""
     name, allowed = check_key_name(name), check_scopes(scopes)
@@ -123,11 +128,13 @@ class Caller(Model):
     scopes: frozenset[Scope]
 
 
+# The key in use with this hash; `incentives.app.replays` asks it in the same statement as its own question.
+KEY_IN_USE = "SELECT name, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+
+
 async def caller(pool: Pool, presented: str) -> Caller | None:
     """The caller holding `presented`, or None when it is no key in use (malformed, unknown, revoked)."""
-    if _KEY.fullmatch(presented) is None:
+    if not well_formed(presented):
         return None
-    row = await pool.fetchrow(
-        "SELECT name, scopes FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash(presented)
-    )
+    row = await pool.fetchrow(KEY_IN_USE, key_hash(presented))
     return None if row is None else Caller(name=row["name"], scopes=frozenset(row["scopes"]))

@@ -13,27 +13,42 @@ them was in flight when it was applied.
 from __future__ import annotations
 
 from incentives.adapters.db import Pool
+from incentives.app.api_keys import KEY_IN_USE, Caller, key_hash, well_formed
 from incentives.domain.models import GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest
 from incentives.domain.promotions import ControlOutcome
 
 WalletRequest = GrantRequest | RedeemRequest | ReverseRequest | RevokeRequest
 
 
-async def applied_before(pool: Pool, request: WalletRequest) -> bool:
-    """Whether the ledger holds the operation `request` names (by its id), for its customer."""
+def _applied_sql(request: WalletRequest) -> tuple[str, str]:
+    """An `EXISTS` over the row that records `request`'s operation ($2 its id, $3 its customer)."""
     if isinstance(request, GrantRequest):
-        sql, key = "SELECT EXISTS (SELECT 1 FROM lots WHERE lot_id = $1 AND customer_id = $2)", request.lot_id
-    elif isinstance(request, RedeemRequest):
-        sql = "SELECT EXISTS (SELECT 1 FROM redemptions WHERE order_id = $1 AND customer_id = $2)"
-        key = request.order_id
-    elif isinstance(request, ReverseRequest):
-        sql = "SELECT EXISTS (SELECT 1 FROM reversals WHERE reversal_id = $1 AND customer_id = $2)"
-        key = request.reversal_id
-    else:
-        sql = "SELECT EXISTS (SELECT 1 FROM lots WHERE lot_id = $1 AND customer_id = $2 AND status = 'revoked')"
-        key = request.lot_id
-    found: bool = await pool.fetchval(sql, key, request.customer_id)
-    return found
+        return "EXISTS (SELECT 1 FROM lots WHERE lot_id = $2 AND customer_id = $3)", request.lot_id
+    if isinstance(request, RedeemRequest):
+        return "EXISTS (SELECT 1 FROM redemptions WHERE order_id = $2 AND customer_id = $3)", request.order_id
+    if isinstance(request, ReverseRequest):
+        return "EXISTS (SELECT 1 FROM reversals WHERE reversal_id = $2 AND customer_id = $3)", request.reversal_id
+    return (
+        "EXISTS (SELECT 1 FROM lots WHERE lot_id = $2 AND customer_id = $3 AND status = 'revoked')",
+        request.lot_id,
+    )
+
+
+async def caller_and_applied(pool: Pool, presented: str, request: WalletRequest) -> tuple[Caller | None, bool]:
+    """The caller holding the API key `presented` (None: no key in use), and whether the ledger
+    holds `request`'s operation: one statement, one round trip, on the checkout path."""
+    if not well_formed(presented):
+        return None, False
+    exists, key = _applied_sql(request)
+    row = await pool.fetchrow(
+        f"SELECT k.name, k.scopes, {exists} AS applied FROM ({KEY_IN_USE}) k",
+        key_hash(presented),
+        key,
+        request.customer_id,
+    )
+    if row is None:
+        return None, False
+    return Caller(name=row["name"], scopes=frozenset(row["scopes"])), row["applied"]
 
 
 async def staged_loads(pool: Pool, promotion_id: str) -> frozenset[int]:

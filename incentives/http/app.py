@@ -14,29 +14,26 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
-import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
-from incentives.app import api_keys
 from incentives.app.backends import Backends
 from incentives.domain.errors import InvalidInput, OutcomeUnknown, Rejected, Unavailable
 from incentives.domain.inputs import shown
 from incentives.http import meta, promotions, wallets
+from incentives.http.keys import authorize
 from incentives.http.openapi import openapi_document
 from incentives.http.openapi30 import openapi_30
 from incentives.http.operations import Call, Operation
 from incentives.http.problems import RETRY_AFTER_SECONDS, HttpProblem, invalid, problem_response, rejected
-from incentives.http.sending import nothing_sent
 
 # Path values logged under the names the worker's log lines give them, and cut to an id's length.
 _LOGGED = {"customer": "customer_id", "id": "promotion_id"}
 _LOGGED_LENGTH = 130
 _AGAIN = "Sending the same request again is safe: it returns the first result, or applies it once."
-_BEARER = {"WWW-Authenticate": 'Bearer realm="incentives"'}
 DESCRIPTION = """Credits and coupons over HTTP: the same operations, models and rules as the Python client.
 
 Send `Authorization: Bearer KEY` (`incentives api-key create`). Amounts are integer minor units beside a
@@ -82,19 +79,21 @@ class Api:
 
     async def _respond(self, request: Request) -> Response:
         started, request_id = time.perf_counter(), uuid.uuid4().hex[:16]
-        structlog.contextvars.clear_contextvars()  # the ids a handler binds are this request's
         operation: Operation | None = None
         call: Call | None = None
+        refusal: str | None = None
         try:
             operation, path = self._route(request)
-            caller = await self._authorize(request, operation)
-            call = Call(request, path, caller, self._backends)
+            call = Call(request, path, operation, self._backends)
+            if operation.scopes is not None and not operation.key_with_body:
+                await authorize(call)
             _refuse_unknown_query(request, operation)
             response = await operation.handler(call)
         except Exception as error:
             response = self._problem(error, request_id)
+            refusal = error.error_type if isinstance(error, HttpProblem) else type(error).__name__
         response.headers["X-Request-Id"] = request_id
-        self._log_request(request, response, operation, call, started, request_id)
+        self._log_request(request, response, operation, call, started, request_id, refusal)
         return response
 
     def _route(self, request: Request) -> tuple[Operation, dict[str, str]]:
@@ -115,27 +114,6 @@ class Api:
                 headers={"Allow": ", ".join(sorted(set(allowed)))},
             )
         raise HttpProblem("NotFound", f"no route {shown(request.url.path)}: /openapi.json lists them")
-
-    async def _authorize(self, request: Request, operation: Operation) -> api_keys.Caller | None:
-        if operation.scopes is None:
-            return None
-        header = request.headers.get("authorization")
-        if header is None:
-            raise HttpProblem("Unauthenticated", "no API key: send Authorization: Bearer KEY", _BEARER)
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise HttpProblem("Unauthenticated", "the Authorization header is not `Bearer KEY`", _BEARER)
-        async with nothing_sent():
-            caller = await api_keys.caller(self._backends.pool(), key.strip())
-        if caller is None:
-            raise HttpProblem("Unauthenticated", "this API key is unknown or revoked", _BEARER)
-        if not caller.scopes & operation.scopes:
-            raise HttpProblem(
-                "Forbidden",
-                f"key {caller.name} (scopes: {', '.join(sorted(caller.scopes))}) may not "
-                f"{operation.method} {operation.path}: it needs one of {', '.join(sorted(operation.scopes))}",
-            )
-        return caller
 
     def _problem(self, error: Exception, request_id: str) -> Response:
         if isinstance(error, InvalidInput):
@@ -162,6 +140,7 @@ class Api:
         call: Call | None,
         started: float,
         request_id: str,
+        refusal: str | None,
     ) -> None:
         fields: dict[str, Any] = {
             "request_id": request_id,
@@ -172,8 +151,11 @@ class Api:
         }
         if call is not None:
             fields.update({_LOGGED.get(name, name): value[:_LOGGED_LENGTH] for name, value in call.path.items()})
+            fields.update(call.ids)
             if call.caller is not None:
                 fields["key"] = call.caller.name
+        if refusal is not None:
+            fields["error_type"] = refusal
         self._log.info("request", **fields)
 
 

@@ -20,14 +20,17 @@ from incentives.app.backends import Backends
 REPLAYED = "Idempotent-Replayed"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
-    """One request, as a handler sees it: the path's values (decoded), the caller, the engine."""
+    """One request, as a handler sees it: the path's values (decoded), the operation, the engine,
+    and the caller once its key is checked."""
 
     request: Request
     path: Mapping[str, str]
-    caller: Caller | None
+    operation: Operation
     backends: Backends
+    caller: Caller | None = None
+    ids: dict[str, str] = field(default_factory=dict)  # the body's ids, for the request's log line
 
 
 Handler = Callable[[Call], Awaitable[Response]]
@@ -68,6 +71,9 @@ class Operation:
     body: Mapping[str, Any] | None = None  # the OpenAPI requestBody
     body_models: tuple[type[BaseModel], ...] = ()  # models the requestBody's schemas refer to
     documented: bool = True  # the OpenAPI document and its viewer are served, not listed
+    # The handler checks the key itself, in one statement with its replay check (the checkout path);
+    # it still answers 401 or 403 before any other problem.
+    key_with_body: bool = False
 
     @property
     def query(self) -> frozenset[str]:

@@ -72,19 +72,26 @@ async def _answering(base_url: str, process: asyncio.subprocess.Process, log: Pa
 
 @asynccontextmanager
 async def api_process(
-    environment: Mapping[str, str], log: Path, *, ready: bool = True, port: int | None = None
+    environment: Mapping[str, str], log: Path, *, ready: bool = True, port_from_environment: bool = False
 ) -> AsyncIterator[ApiProcess]:
-    """The API on a free port; once /healthz answers (and, with `ready`, /readyz says both servers do)."""
-    port = port or free_port()
+    """The API on a free port (given as `--port`, or as INCENTIVES_API_PORT); once /healthz answers
+    (and, with `ready`, /readyz says both servers do)."""
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
+    flags = [] if port_from_environment else ["--port", str(port)]
     spawned = time.monotonic()
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             str(INCENTIVES),
             "api",
-            "--port",
-            str(port),
-            env={**os.environ, "INCENTIVES_LOG_LEVEL": "INFO", **environment},
+            *flags,
+            # With --port, the variable names a port nobody may take here: the flag must win.
+            env={
+                **os.environ,
+                "INCENTIVES_LOG_LEVEL": "INFO",
+                "INCENTIVES_API_PORT": str(port) if port_from_environment else "1",
+                **environment,
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
         )

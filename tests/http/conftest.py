@@ -55,7 +55,7 @@ async def api(
     home = tmp_path_factory.mktemp("api")
     async with build_worker(dev_server.client, worker_pool, task_queue):
         env = environment(dev_server, database_url, task_queue, home)
-        async with api_process(env, home / "api.log") as server:
+        async with api_process(env, home / "api.log", port_from_environment=True) as server:
             yield server
             await server.stop()
 

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 
+import asyncpg
 import httpx
 import pytest
 
@@ -70,6 +71,11 @@ async def test_key_commands_refuse_bad_input_and_say_why(capsys: pytest.CaptureF
         code, out, err = await _cli(capsys, *argv)
         assert (code, out, err.count("\n")) == (expected, "", 1), (argv, code, out, err)
         assert message in err, (argv, err)
+
+
+async def test_the_worker_role_cannot_read_the_keys(worker_pool: Pool) -> None:
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await worker_pool.fetch("SELECT key_hash FROM api_keys")
 
 
 async def _api(*argv: str) -> tuple[int, str]:

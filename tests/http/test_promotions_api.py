@@ -6,7 +6,9 @@ its outstanding lots revoked; starts and audiences replayed (200), conflicts (40
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ from incentives.http.documents import PromotionReport
 from tests.helpers import eventually
 from tests.helpers.builders import NewId
 from tests.helpers.promotions import customers
+from tests.http.api_process import ApiProcess
 from tests.http.conftest import Keys, bearer, problem
 
 
@@ -164,3 +167,44 @@ async def test_an_unknown_promotion_is_404_everywhere(http: httpx.AsyncClient, k
     ):
         response = await http.request(method, path, headers=bearer(keys.promotions))
         problem(response, 404, "UnknownPromotion")
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """The process's resident set now and at its peak, in KiB (Linux)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {name: int(line.split()[1]) for line in lines for name in ("VmRSS", "VmHWM") if line.startswith(f"{name}:")}
+
+
+UPLOADED = 500_000
+
+
+async def test_an_uploaded_audience_streams_into_staging_without_being_held(
+    api: ApiProcess, http: httpx.AsyncClient, keys: Keys, pool: Pool, new_id: NewId
+) -> None:
+    """Half a million ids (about 12 MB of CSV; held as Python strings they would take some 40 MB)
+    staged while the server's peak memory grows by a small fraction of that."""
+    promotion_id, prefix = new_id("p"), new_id("m")
+    spec = _spec(promotion_id, budget={"amount": "100000000.00"}, schedule={"starts_at": "2030-01-01T00:00:00Z"})
+    boundary = "incentives-upload-boundary"
+
+    async def multipart() -> AsyncIterator[bytes]:
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="spec"\r\nContent-Type: application/json\r\n\r\n'
+            f'{json.dumps(spec)}\r\n--{boundary}\r\nContent-Disposition: form-data; name="audience"; '
+            f'filename="a.csv"\r\nContent-Type: text/csv\r\n\r\ncustomer_id\n'
+        ).encode()
+        for start in range(0, UPLOADED, 10_000):
+            yield "".join(f"{prefix}-{i:07d}\n" for i in range(start, start + 10_000)).encode()
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    Path(f"/proc/{api.process.pid}/clear_refs").write_text("5")  # the peak starts again from here
+    before = _memory(api.process.pid)
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", **bearer(keys.promotions)}
+    response = await http.post("/v1/promotions", content=multipart(), headers=headers)
+    assert response.status_code == 201, response.text
+    grown = _memory(api.process.pid)["VmHWM"] - before["VmRSS"]
+    assert Started.model_validate_json(response.content).audience.size == UPLOADED
+    assert grown < 16 * 1024, f"the peak grew by {grown} KiB"
+    staged = await pool.fetchval("SELECT count(*) FROM promotion_audience WHERE promotion_id = $1", promotion_id)
+    assert staged == UPLOADED
+    assert (await _post_control(http, keys, promotion_id, "cancel")).status_code == 201

@@ -10,8 +10,10 @@ import httpx
 
 from incentives.adapters.db import Pool
 from incentives.domain.models import Lot, Redemption, Reversal, Revocation, WalletView
+from tests.helpers import eventually
 from tests.helpers.builders import NewId
 from tests.helpers.ledger import counts, ledger_rows, remaining
+from tests.http.api_process import ApiProcess
 from tests.http.conftest import Keys, bearer, problem
 
 
@@ -142,3 +144,29 @@ async def test_a_customer_id_holding_a_slash_is_one_path_segment(
     assert response.status_code == 201, response.text
     assert Lot.model_validate_json(response.content).customer_id == customer
     assert len(await ledger_rows(pool, customer)) == 1
+
+
+async def test_each_request_is_one_log_line_with_its_ids(
+    api: ApiProcess, http: httpx.AsyncClient, keys: Keys, new_id: NewId
+) -> None:
+    customer, order_id = new_id("c"), new_id("o")
+    refused = await _post(
+        http, keys.checkout, customer, "redemptions", {"order_id": order_id, "currency": "USD", "total": 5}
+    )
+    problem(refused, 422, "NothingToRedeem")
+
+    async def logged() -> dict[str, Any]:
+        lines = [line for line in api.lines() if line.get("request_id") == refused.headers["x-request-id"]]
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    line = await eventually(logged)
+    assert (line["customer_id"], line["order_id"]) == (customer, order_id), line
+    assert (line["event"], line["status"], line["error_type"], line["level"]) == (
+        "request",
+        422,
+        "NothingToRedeem",
+        "info",
+    )
+    assert (line["route"], line["key"][:9]) == ("/v1/customers/{customer}/redemptions", "checkout-"), line
+    assert keys.checkout not in api.log.read_text()
