@@ -23,6 +23,10 @@ from incentives.http.reading import MAX_TIMEOUT
 
 # Time past the longest deadline for a request in flight to be answered and written out.
 DRAIN_MARGIN = timedelta(seconds=10)
+# How long an idle keep-alive connection stays open: longer than what a client or a load balancer
+# in front keeps one idle (httpx 5 s, most balancers 60 s), so that the server is never the side
+# closing a connection at the moment the other side sends a request on it (which fails that request).
+KEEP_ALIVE = timedelta(seconds=75)
 
 
 class _Server(uvicorn.Server):
@@ -56,6 +60,7 @@ async def serve(settings: Settings, listening: socket.socket) -> None:
         access_log=False,  # one line per request comes from the API, with its ids
         log_config=None,  # the process's logging (structlog) already writes uvicorn's lines
         server_header=False,
+        timeout_keep_alive=int(KEEP_ALIVE.total_seconds()),
         timeout_graceful_shutdown=int((MAX_TIMEOUT + DRAIN_MARGIN).total_seconds()),
     )
     get_logger("incentives.api").info("api listening", host=host, port=port, task_queue=settings.task_queue)
