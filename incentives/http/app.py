@@ -1,5 +1,6 @@
 """The API as an ASGI application: a router over the table of operations, the key and its scopes
-checked before anything else is read, every error turned into its problem, one log line a request.
+checked before anything else is decided (a 401 or 403 comes before any other answer), every error
+turned into its problem, one log line a request.
 
 Routing reads the raw path, split on its literal slashes, each segment then percent-decoded: an
 id holding a `/` (ids may) travels as `%2F` and stays one segment, whatever a proxy or a framework

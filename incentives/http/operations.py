@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -75,11 +76,11 @@ class Operation:
     # it still answers 401 or 403 before any other problem.
     key_with_body: bool = False
 
-    @property
+    @cached_property
     def query(self) -> frozenset[str]:
         return frozenset(p.name for p in self.parameters if p.where == "query")
 
-    @property
+    @cached_property
     def segments(self) -> tuple[str, ...]:
         return tuple(self.path.strip("/").split("/"))
 

@@ -56,6 +56,7 @@ async def serve(settings: Settings, listening: socket.socket) -> None:
     config = uvicorn.Config(
         build_api(settings),
         http="httptools",
+        ws="none",  # no websocket route: an upgrade request is an ordinary request (404)
         lifespan="on",
         access_log=False,  # one line per request comes from the API, with its ids
         log_config=None,  # the process's logging (structlog) already writes uvicorn's lines

@@ -1,12 +1,16 @@
 """The OpenAPI document, fuzzed against the real server with schemathesis: every documented
-operation, with generated bodies, query values and path ids that fit the schema (positive) and that
-break it (negative: wrong types, hostile strings, missing and unknown fields), sent with a key that
-may call everything. Every answer must be no 5xx, a status the operation documents, the documented
-content type, a body valid against the documented schema and the documented headers, and every
-request the schema refuses must be refused (4xx).
+operation, first with its documented examples (a story: a grant, the order it pays for, its refund,
+its revocation, a promotion and its controls), then with generated bodies, query values and path
+ids that fit the schema (positive) and that break it (negative: wrong types, hostile strings,
+missing and unknown fields), sent with a key that may call everything. Every answer must be no 5xx,
+a status the operation documents, the documented content type, a body valid against the documented
+schema, the documented headers; every request the schema refuses must be refused (4xx); and an
+operation that needs a key must refuse the same request without one (schemathesis probes that on
+each success).
 
-Bounded: `EXAMPLES` examples per operation and mode (17 operations, two modes: at most 680
-requests), no shrinking past the first failure's report, no example database; about 20 s here.
+Bounded: `EXAMPLES` generated requests per operation and mode (17 operations, two modes: at most
+680), one per documented example, a probe or two per success; no shrinking, no example database;
+10 s here. Only generation, not schemathesis' coverage or stateful phases.
 """
 
 from __future__ import annotations
