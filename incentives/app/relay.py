@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -50,7 +50,9 @@ from incentives.domain.events import CLOUD_EVENT_TYPES, OUTBOX_RETENTION, event_
 
 # Arbitrary but fixed: every relay of every version of this project contends for this one lock.
 LEADER_LOCK = 7_243_655_193_002
-BATCH = 5000
+# A round's rows: large enough that its two statements (read, mark) are a small share of the
+# publishing between them; its memory is a few tens of MB at most.
+BATCH = 20_000
 IN_FLIGHT = 512
 PUBLISH_TIMEOUT_S = 5.0
 IDLE_WAKE_S = 1.0
@@ -58,8 +60,9 @@ PRUNE_EVERY_S = 600.0
 PRUNE_CHUNK = 10_000
 _CHANNEL = "incentives_outbox"
 
+# The payload as its JSON text: spliced into the CloudEvent as it is, never parsed and re-encoded.
 _UNPUBLISHED = """
-SELECT event_id, event_type, customer_id, promotion_id, payload, created_at
+SELECT event_id, event_type, customer_id, promotion_id, payload::text AS payload, created_at
 FROM outbox WHERE published_at IS NULL ORDER BY event_id LIMIT $1
 """
 
@@ -77,13 +80,14 @@ class Delivery:
 
 
 def cloud_event(row: Row, source: str) -> tuple[str, bytes, str]:
-    """(subject, the CloudEvent as JSON bytes, its id) of an outbox row."""
+    """(subject, the CloudEvent as JSON bytes, its id) of an outbox row, whose payload is its JSON
+    text (as the relay reads it) or already decoded."""
     event_type = row["event_type"]
     _, cloud_type = CLOUD_EVENT_TYPES[event_type]
     about = row["promotion_id"] if event_type == "budget_threshold" else row["customer_id"]
     created: datetime = row["created_at"]
     event_id = str(row["event_id"])
-    document = {
+    envelope = {
         "specversion": "1.0",
         "id": event_id,
         "source": source,
@@ -91,9 +95,11 @@ def cloud_event(row: Row, source: str) -> tuple[str, bytes, str]:
         "subject": about,
         "time": created.isoformat().replace("+00:00", "Z"),
         "datacontenttype": "application/json",
-        "data": row["payload"],
     }
-    return event_subject(event_type, about), json.dumps(document, separators=(",", ":")).encode(), event_id
+    payload = row["payload"]
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    document = json.dumps(envelope, separators=(",", ":"))[:-1] + ',"data":' + data + "}"
+    return event_subject(event_type, about), document.encode(), event_id
 
 
 class Relay:
@@ -104,7 +110,7 @@ class Relay:
         self._js = js
         self._source = source
         self._batch = batch
-        self._slots = asyncio.Semaphore(in_flight)
+        self._in_flight = in_flight
         self._log = get_logger("incentives.relay")
         self.leading = asyncio.Event()
         self.backend_pid: int | None = None  # the Postgres session that holds the lead, while it does
@@ -171,12 +177,14 @@ class Relay:
         if not rows:
             return delivery
         # In order per customer (per promotion for its own events): their events, of every type,
-        # go one after the other; different customers' go side by side.
+        # go one after the other; different customers' go side by side, `in_flight` at a time.
         by_whom: dict[tuple[bool, str], list[tuple[Row, tuple[str, bytes, str]]]] = {}
         for row in rows:
             whom = (row["customer_id"] is None, row["customer_id"] or row["promotion_id"])
             by_whom.setdefault(whom, []).append((row, cloud_event(row, self._source)))
-        await asyncio.gather(*(self._publish_in_order(events, delivery) for events in by_whom.values()))
+        chains = iter(by_whom.values())
+        publishers = min(self._in_flight, len(by_whom))
+        await asyncio.gather(*(self._publisher(chains, delivery) for _ in range(publishers)))
         if delivery.published:
             await conn.fetchval("SELECT outbox_mark_published($1::bigint[])", delivery.published)
         if delivery.failed:
@@ -184,13 +192,17 @@ class Relay:
         self.rounds = [*self.rounds[-99:], delivery]
         return delivery
 
+    async def _publisher(self, chains: Iterator[list[tuple[Row, tuple[str, bytes, str]]]], delivery: Delivery) -> None:
+        """Takes one customer's events at a time, and publishes them in order."""
+        for events in chains:
+            await self._publish_in_order(events, delivery)
+
     async def _publish_in_order(self, events: list[tuple[Row, tuple[str, bytes, str]]], delivery: Delivery) -> None:
         """One customer's events, each after the previous one's acknowledgement; the first failure
         stops the rest until the next round, so none is stored ahead of an earlier one."""
         for index, (row, (subject, data, event_id)) in enumerate(events):
             try:
-                async with self._slots:
-                    await self._js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": event_id})
+                await self._js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": event_id})
             except Exception:  # not acknowledged (timeout, disconnection, refusal): published later
                 delivery.failed += len(events) - index
                 return

@@ -31,6 +31,7 @@ async def test_a_short_run_with_every_fault_ends_with_no_violation(seed: int) ->
     assert summary["checked"]["activations"] > 0  # lots granted pending, through wallets and promotions
     assert summary["checked"]["promotion lots against the model"] > 0
     assert summary["checked"]["reversals after close"] >= 1  # the close-then-reverse sequence ran
+    assert summary["checked"]["events delivered"] > 100  # the stream, checked against the outbox
 
 
 def test_a_pending_lot_is_usable_from_its_effective_time_and_a_redeem_activates_it() -> None:
