@@ -5,9 +5,9 @@ anything is sent, rather than kept waiting.
 
 Postgres is connected as the writer it is (`connect_database`: the schema is brought current
 first): the API stages promotion audiences and reads API keys as the owner, as `promotion start`
-does. Once connected, Temporal is asked every `WATCH_EVERY` whether it answers; a call that finds
-it down is refused before it is sent. A call sent before the watch noticed is answered as any call
-is: its result, a refusal, or "outcome unknown" at its deadline.
+does. Once connected, Temporal is asked every `WATCH_EVERY` whether it answers; once it has not,
+`MISSED_CHECKS` times in a row, a call is refused before it is sent. A call sent before the watch
+noticed is answered as any call is: its result, a refusal, or "outcome unknown" at its deadline.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from incentives.domain.models import Model
 WATCH_EVERY = timedelta(seconds=1)
 # How long a readiness check waits for each server.
 CHECK_TIMEOUT = timedelta(seconds=1)
+# Checks of a connected Temporal that must go unanswered in a row before calls are refused.
+MISSED_CHECKS = 2
 _NOT_YET = "not connected yet"
 
 
@@ -60,6 +62,7 @@ class Backends:
         self._promotions: PromotionsClient | None = None
         self._postgres_down: str | None = _NOT_YET
         self._temporal_down: str | None = _NOT_YET
+        self._missed = 0
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger("incentives.api", task_queue=settings.task_queue)
 
@@ -127,10 +130,18 @@ class Backends:
             if self._temporal is None:
                 await self._connect_temporal()
             else:
-                self._temporal_state(await self._temporal_answers())
+                await self._watch_temporal()
             if self._pool is not None and self._temporal is not None and self._wallets is None:
                 self._build_clients(self._pool, self._temporal)
             await asyncio.sleep(WATCH_EVERY.total_seconds())
+
+    async def _watch_temporal(self) -> None:
+        """Temporal is down after `MISSED_CHECKS` checks in a row went unanswered (a check slow once
+        under load is not an outage), and up again at its first answer."""
+        down = await self._temporal_answers()
+        self._missed = self._missed + 1 if down else 0
+        if down is None or self._missed >= MISSED_CHECKS:
+            self._temporal_state(down)
 
     async def _connect_postgres(self) -> None:
         try:

@@ -16,13 +16,14 @@ from incentives.http.documents import Health, ProblemTypeDocument
 from incentives.http.operations import Answer, Call, Handler, Operation, Parameter, model_response
 from incentives.http.problems import PROBLEM_TYPES, RETRY_AFTER_SECONDS, HttpProblem, problem_response, slug
 
-# The viewer's files, by the name the page asks for: nothing else under /docs is served.
+# The viewer's files, by the name the page asks for: nothing else under /docs is served. The page
+# turns off Swagger UI's validator badge, which it would otherwise fetch from validator.swagger.io.
 _ASSETS = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript", "favicon-32x32.png": "image/png"}
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>incentives API</title>
 <link rel="stylesheet" href="/docs/swagger-ui.css"><link rel="icon" href="/docs/favicon-32x32.png"></head>
 <body><div id="swagger-ui"></div><script src="/docs/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/docs/openapi-3.0.json", dom_id: "#swagger-ui"});</script>
+<script>window.ui = SwaggerUIBundle({url: "/docs/openapi-3.0.json", dom_id: "#swagger-ui", validatorUrl: null});</script>
 </body></html>
 """
 _BY_SLUG = {slug(name): kind for name, kind in PROBLEM_TYPES.items()}
