@@ -9,7 +9,7 @@ are refused before anything is staged or started. `PromotionBooks` reads Postgre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -148,7 +148,7 @@ class PromotionsClient(PromotionBooks):
         self._history_limit = history_limit
 
     async def start(
-        self, terms: PromotionTerms, customer_ids: Iterable[str], *, now: datetime | None = None
+        self, terms: PromotionTerms, customer_ids: Iterable[str] | AsyncIterable[str], *, now: datetime | None = None
     ) -> Started:
         """Claims the promotion's id for these terms and stages the audience (one transaction: other
         terms under a claimed id are refused with nothing staged), then starts the workflow. The
@@ -203,7 +203,7 @@ class PromotionsClient(PromotionBooks):
             )
 
     async def add_audience(
-        self, promotion_id: str, customer_ids: Iterable[str], *, timeout: timedelta | None = None
+        self, promotion_id: str, customer_ids: Iterable[str] | AsyncIterable[str], *, timeout: timedelta | None = None
     ) -> ControlOutcome:
         """Stages the customers as the promotion's next audience load and hands it to the promotion.
         Refused when the promotion no longer grants (before anything is staged) or when the promotion

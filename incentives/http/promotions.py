@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
@@ -41,20 +41,13 @@ _STATUSES = TypeAdapter(list[PromotionStatus])
 Control = Callable[[PromotionsClient, str, timedelta], Awaitable[ControlOutcome]]
 
 
-def _ids(ids: AsyncIterable[str]) -> Iterable[str]:
-    """`PromotionsClient` passes a start's and an add-audience's ids to `stage_audience`, which
-    copies an async stream of them as it arrives; its annotation says `Iterable` only (asked to be
-    widened to `Iterable[str] | AsyncIterable[str]`)."""
-    return cast("Iterable[str]", ids)
-
-
 # -- start ----------------------------------------------------------------------------------------
 
 
 async def start(call: Call) -> Response:
     if media_type(call.request) == "multipart/form-data":
         terms, ids = await _uploaded(call.request)
-        return await _started(call, terms, _ids(ids))
+        return await _started(call, terms, ids)
     spec = inline_spec(await body(_json(call.request), MAX_SPEC_BYTES))
     assert spec.audience.customers is not None, "an inline spec has its customers"
     return await _started(call, spec.terms, spec.audience.customers)
@@ -94,7 +87,7 @@ async def _uploaded(request: Request) -> tuple[PromotionTerms, AsyncIterator[str
     return terms, csv_ids(csv_lines(audience(), "audience", max_bytes=MAX_UPLOAD_BYTES), "audience")
 
 
-async def _started(call: Call, terms: PromotionTerms, ids: Iterable[str]) -> Response:
+async def _started(call: Call, terms: PromotionTerms, ids: Iterable[str] | AsyncIterable[str]) -> Response:
     async with nothing_sent():
         promotions = call.backends.promotions()
     started = await sent(promotions.start(terms, ids))
@@ -169,10 +162,10 @@ async def add_audience(call: Call) -> Response:
     """A CSV body streams into staging; JSON (`{"customers": [...]}`) is read whole."""
     promotion_id = path_promotion_id(call.path["id"])
     wait = deadline(call.request)
-    ids: Iterable[str]
+    ids: Iterable[str] | AsyncIterable[str]
     if media_type(call.request) == "text/csv":
         lines = csv_lines(chunks(call.request, limit=MAX_UPLOAD_BYTES), "body", max_bytes=MAX_UPLOAD_BYTES)
-        ids = _ids(csv_ids(lines, "body"))
+        ids = csv_ids(lines, "body")
     else:
         ids = (await json_model(call.request, AudienceRequest, limit=MAX_SPEC_BYTES)).customers
     async with nothing_sent():

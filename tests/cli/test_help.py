@@ -25,6 +25,9 @@ COMMANDS = [
     "worker",
     "replay",
     "dev",
+    "events",
+    "api",
+    "api-key",
 ]
 PROMOTION_ACTIONS = [
     "check", "start", "add-audience", "status", "list", "report", "pause", "resume", "cancel", "extend",
