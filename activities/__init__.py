@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from activities.counting import COUNTED, Meter
 from activities.ledger import LedgerActivities
 from activities.promotions import PromotionActivities
 from incentives.adapters.db import Pool
 
 
-def all_activities(pool: Pool) -> list[Callable[..., Any]]:
-    return [*LedgerActivities(pool).activities(), *PromotionActivities(pool).activities()]
+def all_activities(pool: Pool, meter: Meter = COUNTED) -> list[Callable[..., Any]]:
+    """Every activity, counting what it decides with `meter`."""
+    return [
+        *LedgerActivities(pool, meter).activities(),
+        *PromotionActivities(pool, meter).activities(),
+    ]

@@ -29,6 +29,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.counting import COUNTED, Meter, OperationName, replayed
 from activities.ledger_writes import (
     activity_log,
     closed_promotion,
@@ -99,8 +100,9 @@ from incentives.domain.models import (
 class LedgerActivities:
     """The ledger activities over one asyncpg pool. Register `activities()` with a worker."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, meter: Meter = COUNTED) -> None:
         self._pool = pool
+        self._meter = meter
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
@@ -128,14 +130,16 @@ class LedgerActivities:
     @activity.defn(name="grant_lot")
     async def grant_lot(self, grant: GrantInput) -> Lot:
         """Creates the lot, its `grant` ledger row and a `granted` event; the lot id is the key."""
-        async with self._customer_transaction(grant.request.customer_id) as conn:
-            return await _grant(conn, grant)
+        with self._meter.counted("grant"):
+            async with self._customer_transaction(grant.request.customer_id) as conn:
+                return await _grant(conn, grant)
 
     @activity.defn(name="redeem")
     async def redeem(self, redeem: RedeemInput) -> RedeemOutcome:
         """Applies a coupon and credits to an order in one transaction; the order id is the key."""
-        async with self._customer_transaction(redeem.request.customer_id) as conn:
-            return await _redeem(conn, redeem)
+        with self._meter.counted("redeem"):
+            async with self._customer_transaction(redeem.request.customer_id) as conn:
+                return await _redeem(conn, redeem)
 
     @activity.defn(name="redeem_together")
     async def redeem_together(self, together: RedeemTogether) -> RedeemAnswers:
@@ -148,8 +152,9 @@ class LedgerActivities:
         async with self._pool.acquire() as conn:
             for redeem in together.redeems:
                 try:
-                    async with _under_customer_lock(conn, redeem.request.customer_id):
-                        answers.append(RedeemAnswer(outcome=await _redeem(conn, redeem)))
+                    with self._meter.counted("redeem"):
+                        async with _under_customer_lock(conn, redeem.request.customer_id):
+                            answers.append(RedeemAnswer(outcome=await _redeem(conn, redeem)))
                 except ApplicationError as refused:
                     answers.append(RedeemAnswer(refusal=Refusal(type=refused.type or "", message=refused.message)))
         return RedeemAnswers(answers=answers)
@@ -161,46 +166,56 @@ class LedgerActivities:
         Value restored into a lot that has meanwhile expired or been revoked is written off again
         at once, as a `reverse` row followed by an `expire` (or `revoke`) row.
         """
-        async with self._customer_transaction(reverse.request.customer_id) as conn:
-            return await _reverse(conn, reverse)
+        with self._meter.counted("reverse"):
+            async with self._customer_transaction(reverse.request.customer_id) as conn:
+                return await _reverse(conn, reverse)
 
     @activity.defn(name="revoke_lot")
     async def revoke_lot(self, revoke: RevokeInput) -> RevokeOutcome:
         """Removes what is left of a lot, with a reason; revoking twice returns the first result."""
-        async with self._customer_transaction(revoke.request.customer_id) as conn:
-            return await _revoke(conn, revoke)
+        with self._meter.counted("revoke"):
+            async with self._customer_transaction(revoke.request.customer_id) as conn:
+                return await _revoke(conn, revoke)
 
     # -- the first operation of a run started without memory: the operation, then the load ------
 
     @activity.defn(name="load_and_grant")
     async def load_and_grant(self, call: FirstCall[GrantInput]) -> Loaded[Lot]:
-        return await self._first_call(call, _grant)
+        return await self._first_call("grant", call, _grant)
 
     @activity.defn(name="load_and_redeem")
     async def load_and_redeem(self, call: FirstCall[RedeemInput]) -> Loaded[RedeemOutcome]:
-        return await self._first_call(call, _redeem)
+        return await self._first_call("redeem", call, _redeem)
 
     @activity.defn(name="load_and_reverse")
     async def load_and_reverse(self, call: FirstCall[ReverseInput]) -> Loaded[ReverseOutcome]:
-        return await self._first_call(call, _reverse)
+        return await self._first_call("reverse", call, _reverse)
 
     @activity.defn(name="load_and_revoke")
     async def load_and_revoke(self, call: FirstCall[RevokeInput]) -> Loaded[RevokeOutcome]:
-        return await self._first_call(call, _revoke)
+        return await self._first_call("revoke", call, _revoke)
 
     async def _first_call(
-        self, call: FirstCall[Operation], operation: Callable[[Connection, Operation], Awaitable[Result]]
+        self,
+        counted_as: OperationName,
+        call: FirstCall[Operation],
+        operation: Callable[[Connection, Operation], Awaitable[Result]],
     ) -> Loaded[Result]:
         """The operation and `load_wallet` in one transaction under the customer's lock: one ledger
         call where a new or restarted wallet would make two, and a memory that already holds the
         operation's effect. A refusal rolls back both: nothing written, nothing loaded."""
-        async with self._customer_transaction(call.load.customer_id) as conn:
-            result = await operation(conn, call.operation)
-            return Loaded(result=result, memory=await _memory(conn, call.load))
+        with self._meter.counted(counted_as):
+            async with self._customer_transaction(call.load.customer_id) as conn:
+                result = await operation(conn, call.operation)
+                return Loaded(result=result, memory=await _memory(conn, call.load))
 
     @activity.defn(name="expire_lot")
     async def expire_lot(self, transition: LotTransition) -> ExpireOutcome:
         """Writes off what is left of a lot at its expiry; expiring twice returns the first result."""
+        with self._meter.counted(None):
+            return await self._expire(transition)
+
+    async def _expire(self, transition: LotTransition) -> ExpireOutcome:
         log = activity_log(customer_id=transition.customer_id, lot_id=transition.lot_id)
         async with self._customer_transaction(transition.customer_id) as conn:
             row = await lot_for_update(conn, transition.customer_id, transition.lot_id)
@@ -289,6 +304,7 @@ async def _grant(conn: Connection, grant: GrantInput) -> Lot:
         if existing["grant_digest"] != request.digest():
             raise LotConflict(f"lot {request.lot_id} was already granted with a different payload")
         log.info("grant already applied")
+        replayed()
         return lot_from_row(existing)
     lot = await _insert_lot(conn, grant)
     log.info("lot granted", kind=lot.kind, amount=lot.amount, currency=lot.currency, status=lot.status)
@@ -358,6 +374,7 @@ async def _redeem(conn: Connection, redeem: RedeemInput) -> RedeemOutcome:
                 f"order {request.order_id} was already redeemed with a different total, currency, coupon or cap"
             )
         log.info("redemption already applied")
+        replayed()
         redemption = redemption_from_row(existing)
         return await _redeem_outcome(conn, redemption, await _lots(conn, redemption.applied))
     redemption, lots = await _apply_redemption(conn, redeem)
@@ -480,6 +497,7 @@ async def _reverse(conn: Connection, reverse: ReverseInput) -> ReverseOutcome:
         if existing["request_digest"] != request.digest():
             raise ReversalConflict(f"reversal {request.reversal_id} was already used for a different request")
         log.info("reversal already applied")
+        replayed()
         reversal = Reversal.model_validate(existing["breakdown"])
     else:
         reversal = await _apply_reversal(conn, reverse)
@@ -609,6 +627,7 @@ async def _revoke(conn: Connection, revoke: RevokeInput) -> RevokeOutcome:
                 f"lot {request.lot_id} was already revoked for another reason: {outcome.revocation.reason!r}"
             )
         log.info("revocation already applied")
+        replayed()
         return outcome
     if row["status"] == "expired":
         raise LotNotRevocable(f"lot {request.lot_id} has already expired")

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import structlog
 from temporalio import activity
 
+from activities.counting import moved
 from incentives.adapters.db import Connection
 from incentives.adapters.rows import Row
 from incentives.domain.errors import BudgetExhausted, InsufficientValue, Rejected, UnknownLot, to_failure
@@ -106,6 +107,7 @@ async def write_entry(
         workflow_id,
         run_id,
     )
+    moved(entry_type, lot["currency"], amount)
     return created_at
 
 

@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 import asyncpg
 from temporalio import activity
 
+from activities.counting import COUNTED, Meter
 from activities.ledger_writes import activity_log, announce_thresholds, fetch_one, origin, rejections_as_failures
 from incentives.adapters.db import Connection, Pool, numbered
 from incentives.adapters.rows import Row
 from incentives.domain.errors import AudienceNotStaged, BatchRefused, PoolConflict, PromotionConflict
+from incentives.domain.models import EntryType
 from incentives.domain.promotions import (
     BATCHES_IN_FLIGHT,
     BatchOutcome,
@@ -50,8 +52,9 @@ T = TypeVar("T")
 
 
 class PromotionActivities:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, meter: Meter = COUNTED) -> None:
         self._pool = pool
+        self._meter = meter
 
     def activities(self) -> list[Callable[..., Any]]:
         return [self.open_promotion, self.grant_batch, self.tick_clock, self.record_state, self.revoke_outstanding]
@@ -100,7 +103,9 @@ class PromotionActivities:
             if recorded is not None:
                 log.info("batch already granted")
                 return recorded
-            outcome = await _grant(conn, batch)
+            outcome, terms = await _grant(conn, batch)
+        self._meter.granted_by_promotion(outcome.granted)
+        self._meter.moved_in_bulk("grant", terms.currency, outcome.granted * (terms.amount or 0))
         log.info("batch granted", granted=outcome.granted, skipped=outcome.skipped, committed=outcome.committed)
         return outcome
 
@@ -111,9 +116,9 @@ class PromotionActivities:
 
     async def _tick(self, clock: ClockInput) -> ClockOutcome:
         keeper = promotion_workflow_id(clock.promotion_id)
-        activated, _ = await self._in_chunks(_ACTIVATE, keeper, clock.as_of)
-        reminded, _ = await self._in_chunks(_REMIND, keeper, clock.as_of)
-        expired, expired_value = await self._in_chunks(_EXPIRE, keeper, clock.as_of, *origin())
+        activated, _ = await self._in_chunks(_ACTIVATE, None, keeper, clock.as_of)
+        reminded, _ = await self._in_chunks(_REMIND, None, keeper, clock.as_of)
+        expired, expired_value = await self._in_chunks(_EXPIRE, "expire", keeper, clock.as_of, *origin())
         async with self._pool.acquire() as conn:
             state = await fetch_one(conn, _CLOCK_STATE, keeper, clock.as_of)
         outcome = ClockOutcome(
@@ -131,7 +136,9 @@ class PromotionActivities:
     async def revoke_outstanding(self, revoke: RevokeOutstanding) -> int:
         """Revokes every live lot of the promotion (a cancel with `--revoke-outstanding`)."""
         keeper = promotion_workflow_id(revoke.promotion_id)
-        count, value = await _heartbeating(self._in_chunks(_REVOKE, keeper, revoke.as_of, *origin(), revoke.reason))
+        count, value = await _heartbeating(
+            self._in_chunks(_REVOKE, "revoke", keeper, revoke.as_of, *origin(), revoke.reason)
+        )
         activity_log(promotion_id=revoke.promotion_id).info("outstanding lots revoked", lots=count, amount=value)
         return count
 
@@ -160,12 +167,17 @@ class PromotionActivities:
         activity_log(promotion_id=change.promotion_id).info("promotion state", state=change.state)
         return figures
 
-    async def _in_chunks(self, sql: str, keeper: str, as_of: datetime, *extra: object) -> tuple[int, int]:
-        """Runs a chunked transition until a chunk comes back short; returns (lots, value) in all."""
+    async def _in_chunks(
+        self, sql: str, entry_type: EntryType | None, keeper: str, as_of: datetime, *extra: object
+    ) -> tuple[int, int]:
+        """Runs a chunked transition until a chunk comes back short; returns (lots, value) in all.
+        The value each chunk wrote off is counted as its `entry_type` once the chunk has committed."""
         lots = value = 0
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await fetch_one(conn, sql, keeper, as_of, CHUNK, *extra)
+            if entry_type is not None:
+                self._meter.moved_in_bulk(entry_type, row["currency"], row["value"])
             lots += row["lots"]
             value += row["value"]
             if row["lots"] < CHUNK:
@@ -283,7 +295,7 @@ async def _recorded(conn: Connection, batch: GrantBatchInput) -> BatchOutcome | 
     return None if recorded is None else BatchOutcome.model_validate(recorded)
 
 
-async def _grant(conn: Connection, batch: GrantBatchInput) -> BatchOutcome:
+async def _grant(conn: Connection, batch: GrantBatchInput) -> tuple[BatchOutcome, PromotionTerms]:
     """Far from every limit (room for `BATCHES_IN_FLIGHT` whole batches), the batch writes its rows
     first and locks the promotion only to count them, so the batches in flight write at once; the
     CHECKs still refuse any overrun (another promotion on the pool), and the retry takes the other
@@ -311,7 +323,7 @@ async def _grant(conn: Connection, batch: GrantBatchInput) -> BatchOutcome:
         budget_met=granted >= fit,  # no room left: the next batch would grant nothing
     )
     await _commit(conn, promotion, terms, batch, outcome, counts["entries"])
-    return outcome
+    return outcome, terms
 
 
 async def _lock(conn: Connection, promotion_id: str) -> Row:
@@ -532,7 +544,7 @@ events AS (
     SELECT '{status}', customer_id, lot_id, promotion_id, lot_event(lot, -amount, NULL, NULL, {reason})
     FROM done ORDER BY lot_id
 )
-SELECT count(*) AS lots, coalesce(sum(amount), 0)::bigint AS value FROM done
+SELECT count(*) AS lots, coalesce(sum(amount), 0)::bigint AS value, min(currency) AS currency FROM done
 """
 _EXPIRE = _WRITE_OFF.format(
     live="'pending', 'active'", due="expires_at <= $2", status="expired", entry="expire", reason="NULL::text"

@@ -37,6 +37,16 @@ TEST_DATABASE = "incentives_test"
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_default_metrics_port() -> Iterator[None]:
+    """The workers the tests start (`dev up`'s, the CLI's) serve no /metrics unless a test gives
+    them a port: two at once on the default port, or one beside a developer's own stack, would
+    stop each other starting."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INCENTIVES_METRICS_PORT", "0")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _quiet_logs() -> None:
     """Warnings and errors only: the CLI tests read stdout and stderr of the same process."""
     configure_logging("WARNING", json=True)

@@ -13,13 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from incentives.adapters.urls import database_url_problem
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import shown
 from incentives.domain.messages import DEFAULT_REVERSAL_WINDOW
+from incentives.domain.timeparse import parse_duration
 
 # Settings whose value may hold a password: an error about one never quotes it.
 SECRET_FIELDS = frozenset({"database_url", "worker_database_url", "nats_url", "nats_password"})
@@ -54,6 +55,16 @@ def _log_level(value: str) -> str:
     if value.upper() not in LOG_LEVELS:
         raise ValueError(f"{shown(value)} is not a log level: use one of {', '.join(LOG_LEVELS)}")
     return value.upper()
+
+
+def _duration(value: object) -> object:
+    """`15s`, `2m`, or ISO 8601 (PT15S), as every duration the CLI takes; a timedelta as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value, "duration")
+    except InvalidInput as error:
+        raise ValueError(error.reason) from None
 
 
 def _database_url(value: str) -> str:
@@ -109,6 +120,17 @@ class Settings(BaseSettings):
     temporal_port: Port = Field(default=7233, description="Port of the embedded Temporal dev server.")
     temporal_ui_port: Port = Field(default=8233, description="Port of the embedded server's Web UI.")
     api_port: Port = Field(default=8080, description="Port `incentives api` listens on (its `--port` wins).")
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="Port of the worker's /metrics (its `--metrics-port` wins); 0: none."
+    )
+    metrics_refresh: Annotated[timedelta, BeforeValidator(_duration)] = Field(
+        default=timedelta(seconds=15),
+        gt=timedelta(0),
+        description="How often the worker computing the books' gauges reads them from Postgres.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the worker's /metrics: 0.0.0.0 for a scraper on another host."
+    )
     nats_url: Annotated[str, AfterValidator(_nats_url)] | None = Field(
         default=None,
         validation_alias=AliasChoices("NATS_URL", "nats_url"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 from incentives.adapters.endpoints import HINT, endpoints
 from incentives.adapters.failures import connection_failure
@@ -22,12 +23,13 @@ def search_attribute_flags() -> list[str]:
     return [arg for name, kind in SEARCH_ATTRIBUTES.items() for arg in ("--search-attribute", f"{name}={kind}")]
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A client of the configured Temporal; `Unavailable` naming the address and the cause in words
-    (the core's own error is its Rust debug text) when it cannot connect."""
+    (the core's own error is its Rust debug text) when it cannot connect. A long-lived process
+    passes the `runtime` whose metrics it serves (`incentives.adapters.sdk_metrics`)."""
     where = endpoints(settings)
     try:
-        return await Client.connect(**where.temporal, data_converter=DATA_CONVERTER)
+        return await Client.connect(**where.temporal, data_converter=DATA_CONVERTER, runtime=runtime)
     except RuntimeError as error:
         why = connection_failure(error)
         raise Unavailable(f"cannot reach Temporal at {where.temporal_address}: {why}; {HINT}") from error

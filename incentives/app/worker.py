@@ -1,5 +1,6 @@
-"""The worker: hosts the workflows and the activities on one task queue, and relays the outbox's
-events to NATS (`incentives.app.relay`; one worker relays at a time).
+"""The worker: hosts the workflows and the activities on one task queue, relays the outbox's
+events to NATS (`incentives.app.relay`; one worker relays at a time) and serves its metrics
+(`/metrics`: the ledger's counters, the SDK's, and the books' gauges from one worker at a time).
 
 SIGTERM or SIGINT starts a graceful shutdown: no new tasks are polled, in-flight activities get
 `GRACEFUL_SHUTDOWN` to finish, and anything unfinished is handed back to Temporal, which retries
@@ -22,12 +23,16 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import all_activities
-from incentives.adapters.db import Pool
+from incentives.adapters.db import Pool, connect_one
 from incentives.adapters.endpoints import endpoints
 from incentives.adapters.logs import configure_logging, get_logger
+from incentives.adapters.metrics import REGISTRY
 from incentives.adapters.migrations import connect_worker_database
+from incentives.adapters.sdk_metrics import sdk_metrics
 from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, WORKER_ROLE, Settings
 from incentives.adapters.temporal import connect_temporal
+from incentives.app.book_gauges import BookGauges
+from incentives.app.metrics_endpoint import serve_metrics
 from incentives.app.relay import relay_forever
 from workflows.registry import WORKFLOWS
 
@@ -69,31 +74,42 @@ def build_worker(client: Client, pool: Pool, task_queue: str, options: WorkerOpt
 async def run_worker(settings: Settings) -> None:
     configure_logging(settings.log_level)
     log = get_logger("incentives.worker", task_queue=settings.task_queue)
-    client = await connect_temporal(settings)
-    pool = await connect_worker_database(settings)
-    if endpoints(settings).worker_database_url == endpoints(settings).database_url:
-        log.warning(
-            "the worker writes as the database owner: set INCENTIVES_WORKER_DATABASE_URL to a login "
-            f"granted {WORKER_ROLE} (see the README)"
-        )
-    relay: asyncio.Task[None] | None = None
+    # Served first: a port that cannot be had stops the worker before it takes any work.
+    sdk = sdk_metrics() if settings.metrics_port else None
+    gauges = BookGauges(settings.metrics_refresh)
+    stop_serving = serve_metrics(settings.metrics_host, settings.metrics_port, [REGISTRY, sdk, gauges]) if sdk else None
+    companions: list[asyncio.Task[None]] = []
+    pool: Pool | None = None
     try:
+        client = await connect_temporal(settings, runtime=sdk.runtime if sdk else None)
+        pool = await connect_worker_database(settings)
+        if endpoints(settings).worker_database_url == endpoints(settings).database_url:
+            log.warning(
+                "the worker writes as the database owner: set INCENTIVES_WORKER_DATABASE_URL to a login "
+                f"granted {WORKER_ROLE} (see the README)"
+            )
         worker = build_worker(
             client, pool, settings.task_queue, WorkerOptions(max_cached_workflows=settings.max_cached_workflows)
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, functools.partial(_shutdown, worker, sig))
-        relay = asyncio.create_task(relay_forever(settings))  # the outbox, delivered to NATS
-        log.info("worker started", namespace=client.namespace)
+        companions.append(asyncio.create_task(relay_forever(settings)))  # the outbox, delivered to NATS
+        if stop_serving is not None:  # the books' gauges, computed only where they are served
+            database_url = endpoints(settings).worker_database_url
+            companions.append(asyncio.create_task(gauges.run(lambda: connect_one(database_url))))
+        log.info("worker started", namespace=client.namespace, metrics_port=settings.metrics_port or None)
         await worker.run()
         log.info("worker stopped")
     finally:
-        if relay is not None:
-            relay.cancel()
+        for task in companions:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await relay
-        await pool.close()
+                await task
+        if pool is not None:
+            await pool.close()
+        if stop_serving is not None:
+            stop_serving()
 
 
 _shutdowns: set[asyncio.Task[None]] = set()

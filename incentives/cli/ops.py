@@ -18,6 +18,7 @@ from incentives.app.worker import run_worker
 from incentives.cli.arguments import Parser, command
 from incentives.cli.exits import EXIT_OK, EXIT_REJECTED, EXIT_UNAVAILABLE
 from incentives.devstack import commands as devstack
+from incentives.domain.inputs import parse_whole
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
@@ -27,8 +28,16 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
         "run a worker: the wallets' workflows and the ledger activities",
         "Polls INCENTIVES_TASK_QUEUE until SIGTERM or Ctrl-C, then shuts down gracefully: activities in\n"
         "flight get 10 s to finish, and Temporal retries anything unfinished elsewhere. Logs go to stdout:\n"
-        "JSON lines when stdout is not a terminal (INCENTIVES_LOG_LEVEL, default INFO).",
-        "  incentives worker\n  incentives --address temporal.internal:7233 --namespace prod worker > worker.log",
+        "JSON lines when stdout is not a terminal (INCENTIVES_LOG_LEVEL, default INFO). Prometheus metrics\n"
+        "on http://127.0.0.1:9464/metrics (INCENTIVES_METRICS_HOST, INCENTIVES_METRICS_PORT, --metrics-port):\n"
+        "what the ledger decided, the books' gauges (from one worker at a time) and the Temporal SDK's.",
+        "  incentives worker\n  incentives --address temporal.internal:7233 --namespace prod worker > worker.log\n"
+        "  incentives worker --metrics-port 9465",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help="serve /metrics on this port of INCENTIVES_METRICS_HOST (default INCENTIVES_METRICS_PORT, or 9464; 0: none)",
     )
     worker.set_defaults(handler=_worker)
 
@@ -64,6 +73,9 @@ def register(commands: argparse._SubParsersAction[Parser]) -> None:
 
 
 async def _worker(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    if args.metrics_port is not None:
+        port = parse_whole(args.metrics_port, "--metrics-port", low=0, high=65535)
+        settings = settings.model_copy(update={"metrics_port": port})
     try:
         await run_worker(settings)
     except Exception as error:

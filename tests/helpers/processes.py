@@ -18,10 +18,16 @@ from tests.helpers import eventually
 
 @asynccontextmanager
 async def worker_process(
-    env: WorkflowEnvironment, database_url: str, task_queue: str, log: Path, *, nats_url: str | None = None
+    env: WorkflowEnvironment,
+    database_url: str,
+    task_queue: str,
+    log: Path,
+    *,
+    nats_url: str | None = None,
+    metrics_port: int | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`incentives worker` as its own process, as in production (relaying events to `nats_url`, if
-    given); killed at the end if still alive."""
+    given; serving /metrics on `metrics_port`, if given); killed at the end if still alive."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "incentives"),
@@ -32,6 +38,12 @@ async def worker_process(
                 "DATABASE_URL": database_url,
                 "INCENTIVES_TASK_QUEUE": task_queue,
                 **({"NATS_URL": nats_url} if nats_url else {}),
+                # The books' gauges read every second: tests wait on them.
+                **(
+                    {"INCENTIVES_METRICS_PORT": str(metrics_port), "INCENTIVES_METRICS_REFRESH": "1s"}
+                    if metrics_port
+                    else {}
+                ),
             },
             stdout=out,
             stderr=subprocess.STDOUT,
