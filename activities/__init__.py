@@ -8,6 +8,7 @@ from typing import Any
 from activities.counting import COUNTED, Meter
 from activities.ledger import LedgerActivities
 from activities.promotions import PromotionActivities
+from activities.reconcile import ReconcileActivities
 from incentives.adapters.db import Pool
 
 
@@ -16,4 +17,5 @@ def all_activities(pool: Pool, meter: Meter = COUNTED) -> list[Callable[..., Any
     return [
         *LedgerActivities(pool, meter).activities(),
         *PromotionActivities(pool, meter).activities(),
+        *ReconcileActivities(pool).activities(),
     ]

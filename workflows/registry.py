@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.promotion import PromotionWorkflow
+from workflows.reconcile import ReconcileWorkflow
 from workflows.wallet import WalletWorkflow
 
-WORKFLOWS: list[type[Any]] = [WalletWorkflow, PromotionWorkflow]
+WORKFLOWS: list[type[Any]] = [WalletWorkflow, PromotionWorkflow, ReconcileWorkflow]

@@ -11,6 +11,7 @@ from incentives.adapters.db import create_pool, redact
 from incentives.adapters.endpoints import Endpoints, endpoints
 from incentives.adapters.failures import connection_failure, infrastructure_failure
 from incentives.adapters.migrations import connect_database
+from incentives.adapters.reconcile_schedule import ensure_reconcile_schedule
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.devstack.servers import DetachedWorker, EmbeddedNats, EmbeddedPostgres, EmbeddedTemporal
@@ -46,7 +47,7 @@ class Status:
 
 async def up(settings: Settings) -> Status:
     """Starts (or reuses) what is embedded, creates the database, applies the migrations, and
-    creates (or updates) the event stream."""
+    creates (or updates) the event stream and the schedule that reconciles the books."""
     where = endpoints(settings)
     if where.embedded_postgres:
         postgres = embedded_postgres(settings)
@@ -63,6 +64,7 @@ async def up(settings: Settings) -> Status:
         await ensure_stream(broker.jetstream())
     finally:
         await broker.close()
+    await ensure_reconcile_schedule(await connect_temporal(settings), settings.task_queue)
     return status(settings)
 
 

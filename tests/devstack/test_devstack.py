@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from incentives.devstack.servers import free_port
+from incentives.devstack.servers import TEMPORAL_BIN, free_port
+from incentives.domain.reconcile import RECONCILE_SCHEDULE_ID
 
 
 def dev(home: Path, *action: str, ports: tuple[int, int, int]) -> subprocess.CompletedProcess[str]:
@@ -46,6 +48,7 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
         assert f"http://127.0.0.1:{ports[1]}" in up.stdout
         assert f"host={home / 'pg'}" in up.stdout
         assert f"NATS          nats://127.0.0.1:{ports[2]} (running (pid" in up.stdout
+        assert _reconcile_schedule(ports[0]) == ("Reconcile", "incentives", ["3600s"], "SCHEDULE_OVERLAP_POLICY_SKIP")
         temporal_pid = (home / "temporal.pid").read_text().strip()
         postgres_pid = (home / "pg" / "postmaster.pid").read_text().split()[0]
 
@@ -82,6 +85,30 @@ def test_up_reuses_status_reports_down_stops_and_stale_pid_files_are_handled(hom
     finally:
         dev(home, "down", ports=ports)
     assert dev(home, "down", ports=ports).stdout.strip() == "nothing was running"
+
+
+def _reconcile_schedule(temporal_port: int) -> tuple[str, str, list[str], str]:
+    """The schedule `dev up` created, as the Temporal CLI describes it: workflow type, task queue,
+    intervals, overlap policy."""
+    described = subprocess.run(
+        [
+            *(str(TEMPORAL_BIN), "schedule", "describe", "--schedule-id", RECONCILE_SCHEDULE_ID),
+            *("--address", f"127.0.0.1:{temporal_port}", "--output", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert described.returncode == 0, described.stderr
+    schedule = json.loads(described.stdout)["schedule"]
+    start = schedule["action"]["startWorkflow"]
+    return (
+        start["workflowType"]["name"],
+        start["taskQueue"]["name"],
+        [interval["interval"] for interval in schedule["spec"]["interval"]],
+        schedule["policies"]["overlapPolicy"],
+    )
 
 
 def _status(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

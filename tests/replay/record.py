@@ -1,5 +1,6 @@
-"""Records wallet and promotion histories from real runs, for the replay tests: `./dev corpus`
-(`--promotions-only` re-records only the promotions).
+"""Records wallet, promotion and scheduled reconcile histories from real runs, for the replay tests:
+`./dev corpus` (`--promotions-only` re-records only the promotions, `--reconcile-only` only the
+scheduled reconcile).
 
 Starts its own Postgres and Temporal dev servers (nothing shared with a running stack), drives one
 wallet or promotion per scenario through the real worker, and writes each run's history as JSON
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool, create_pool
@@ -29,11 +30,13 @@ from incentives.adapters.migrations import migrate
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.promotions import PromotionsClient
+from incentives.app.reconcile import ensure_reconcile_schedule
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.errors import Rejected, UnknownLot
 from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest, wallet_id
 from incentives.domain.promotions import Budget, PromotionStatus, PromotionTerms, Validity, promotion_workflow_id
+from incentives.domain.reconcile import RECONCILE_SCHEDULE_ID
 from tests.helpers import eventually
 from tests.helpers.builders import credit
 
@@ -42,6 +45,7 @@ HISTORIES = Path(__file__).parent / "histories"
 # every folder keeps replaying (wallets: batched_redeems; promotions: paired_batches).
 HERE = HISTORIES / "batched_redeems"
 PROMOTIONS_HERE = HISTORIES / "steerable_batches"
+RECONCILE_HERE = HISTORIES / "reconcile"
 Scenario = Callable[[IncentivesClient, str], Awaitable[None]]
 PromotionScenario = Callable[[PromotionsClient, str, Pool], Awaitable[None]]
 
@@ -195,6 +199,37 @@ async def record_promotion(name: str, scenario: PromotionScenario, pool_url: str
             await pool.close()
 
 
+async def record_reconcile(pool_url: str) -> None:
+    """The schedule created and triggered once, a worker running: one `Reconcile` run, its activity
+    recording the books' result, its summary."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=temporal_dev_server_args(),
+    )
+    async with env:
+        pool = await create_pool(pool_url)
+        try:
+            task_queue = "record-reconcile"
+            async with build_worker(env.client, pool, task_queue):
+                await ensure_reconcile_schedule(env.client, task_queue)
+                schedule = env.client.get_schedule_handle(RECONCILE_SCHEDULE_ID)
+                await schedule.trigger()
+
+                async def started() -> str:
+                    actions = (await schedule.describe()).info.recent_actions
+                    assert actions, "the trigger has not started a run yet"
+                    action = actions[-1].action
+                    assert isinstance(action, ScheduleActionExecutionStartWorkflow)
+                    return action.workflow_id
+
+                workflow_id = await eventually(started, timeout=30)
+                await _wait_closed(env.client, workflow_id)
+            await _write_runs(env.client, workflow_id, RECONCILE_HERE, "reconcile")
+        finally:
+            await pool.close()
+
+
 async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url: str, until_closed: bool) -> None:
     env = await WorkflowEnvironment.start_local(
         data_converter=DATA_CONVERTER,
@@ -248,6 +283,10 @@ async def main() -> None:
             pool = await create_pool(postgres.url())
             await migrate(pool)
             await pool.close()
+            if "--promotions-only" not in sys.argv:
+                await record_reconcile(postgres.url())
+            if "--reconcile-only" in sys.argv:
+                return
             await record_promotion("promotion_lifecycle", promotion_lifecycle, postgres.url())
             await record_promotion("promotion_cancelled", promotion_cancelled, postgres.url())
             await record_promotion("promotion_failed", promotion_failed, postgres.url())
