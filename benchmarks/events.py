@@ -79,9 +79,11 @@ async def unpublished(pool: Pool) -> int:
 
 
 async def until_delivered(pool: Pool) -> None:
-    """Polls the outbox (the relay's own record is the truth of what was delivered)."""
+    """Polls the outbox (the relay's own record is the truth of what was delivered), by the first
+    unpublished row of the relay's index: counting a million of them every poll would take a core
+    from the relay being measured."""
     while True:
-        if not await unpublished(pool):
+        if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)"):
             return
         await asyncio.sleep(0.05)
 

@@ -19,7 +19,8 @@ skipped, in order per customer. It runs in every worker; one relays at a time.
   others wait on it, so any number of workers may run. A leader whose connection drops loses the
   lock; the next one takes over where the outbox says.
 - **Fast.** Woken by `NOTIFY` when an event commits (a poll every `IDLE_WAKE_S` covers a missed
-  one); up to `IN_FLIGHT` subjects publish at once.
+  one); up to `IN_FLIGHT` subjects publish at once; a round's events are marked published while
+  the next round publishes. `./dev bench events` measures it against a bare JetStream publisher.
 
 Published events are pruned after `OUTBOX_RETENTION` (the ledger itself is never pruned).
 """
@@ -56,14 +57,18 @@ BATCH = 20_000
 IN_FLIGHT = 512
 PUBLISH_TIMEOUT_S = 5.0
 IDLE_WAKE_S = 1.0
+# Woken, the relay lets the committing transaction's caller have its answer before it takes the
+# worker's event loop (it runs beside the activities), and gathers what commits meanwhile.
+SETTLE_S = 0.005
 PRUNE_EVERY_S = 600.0
 PRUNE_CHUNK = 10_000
 _CHANNEL = "incentives_outbox"
 
 # The payload as its JSON text: spliced into the CloudEvent as it is, never parsed and re-encoded.
+# $2: the previous round's events, published and being marked meanwhile (hashed by Postgres).
 _UNPUBLISHED = """
 SELECT event_id, event_type, customer_id, promotion_id, payload::text AS payload, created_at
-FROM outbox WHERE published_at IS NULL ORDER BY event_id LIMIT $1
+FROM outbox WHERE published_at IS NULL AND NOT (event_id = ANY($2::bigint[])) ORDER BY event_id LIMIT $1
 """
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
@@ -153,26 +158,48 @@ class Relay:
                 await conn.close()
 
     async def _deliver_forever(self, conn: asyncpg.Connection[asyncpg.Record], wake: asyncio.Event) -> None:
+        """Rounds until the connection is lost. A round's published events are marked on a second
+        connection while the next round reads (leaving them out) and publishes: the mark is
+        Postgres' work, done meanwhile on another core. Between busy rounds it does not wait."""
+        marker = await self._connect()
+        marking: asyncio.Task[None] | None = None
+        marking_ids: list[int] = []
         pruned_at, backoff = 0.0, 0.2
-        while True:
-            wake.clear()
-            delivery = await self.deliver_once(conn)
-            if delivery.failed and not delivery.published:
-                await asyncio.sleep(backoff)  # the broker is down or refusing: do not spin
-                backoff = min(backoff * 2, 10.0)
-                continue
-            backoff = 0.2
-            if delivery.read == self._batch:
-                continue  # more are waiting
-            if time.monotonic() - pruned_at > PRUNE_EVERY_S:
-                await self.prune(conn)
-                pruned_at = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
+        try:
+            while True:
+                wake.clear()
+                delivery = await self._publish(await conn.fetch(_UNPUBLISHED, self._batch, marking_ids))
+                if marking is not None:
+                    await marking  # a failed mark fails the round: the relay starts over, and republishes
+                marking, marking_ids = None, delivery.published
+                if delivery.published:
+                    marking = asyncio.create_task(self._mark(marker, delivery.published))
+                if delivery.failed and not delivery.published:
+                    await asyncio.sleep(backoff)  # the broker is down or refusing: do not spin
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                backoff = 0.2
+                if delivery.read == self._batch:
+                    continue  # more are waiting
+                if marking is not None:
+                    await marking  # idle from here: what was published is recorded now, not later
+                    marking, marking_ids = None, []
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    await self.prune(conn)
+                    pruned_at = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
+                await asyncio.sleep(SETTLE_S)
+        finally:
+            if marking is not None:
+                marking.cancel()
+                with contextlib.suppress(BaseException):
+                    await marking
+            with contextlib.suppress(Exception):
+                await marker.close()
 
-    async def deliver_once(self, conn: asyncpg.Connection[asyncpg.Record]) -> Delivery:
-        """Publishes the oldest unpublished events (up to a batch) and records those acknowledged."""
-        rows = await conn.fetch(_UNPUBLISHED, self._batch)
+    async def _publish(self, rows: list[Row]) -> Delivery:
+        """Publishes `rows` (read in id order), in order per customer; says what was acknowledged."""
         delivery = Delivery(read=len(rows))
         if not rows:
             return delivery
@@ -185,12 +212,13 @@ class Relay:
         chains = iter(by_whom.values())
         publishers = min(self._in_flight, len(by_whom))
         await asyncio.gather(*(self._publisher(chains, delivery) for _ in range(publishers)))
-        if delivery.published:
-            await conn.fetchval("SELECT outbox_mark_published($1::bigint[])", delivery.published)
         if delivery.failed:
             self._log.warning("events not acknowledged; retried next round", failed=delivery.failed)
         self.rounds = [*self.rounds[-99:], delivery]
         return delivery
+
+    async def _mark(self, conn: asyncpg.Connection[asyncpg.Record], event_ids: list[int]) -> None:
+        await conn.fetchval("SELECT outbox_mark_published($1::bigint[])", event_ids)
 
     async def _publisher(self, chains: Iterator[list[tuple[Row, tuple[str, bytes, str]]]], delivery: Delivery) -> None:
         """Takes one customer's events at a time, and publishes them in order."""
