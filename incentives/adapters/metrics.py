@@ -62,6 +62,10 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
         (),
     ),
     "incentives_reconcile_violations": ("Violations the last scheduled reconcile found (0: the books balance).", ()),
+    "incentives_reconcile_last_finished_timestamp_seconds": (
+        "When the last scheduled reconcile finished (Unix time): a stale one says the schedule stopped.",
+        (),
+    ),
 }
 
 # Each ledger row's type, as the movement of value it is.

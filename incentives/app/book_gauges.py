@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import Metric
 from incentives.adapters.failures import infrastructure_failure
 from incentives.adapters.logs import get_logger
 from incentives.adapters.metrics import GAUGES
+from incentives.adapters.reconcile import last_reconcile
 
 # Arbitrary but fixed, like the relay's: every worker of every version contends for this one.
 GAUGES_LOCK = 7_243_655_193_003
@@ -67,7 +68,15 @@ class BookGauges:
             budgets.add_metric([row["promotion_id"]], row["used"])
         outbox = _family("incentives_outbox_oldest_unpublished_seconds")
         outbox.add_metric([], await conn.fetchval(_OUTBOX_AGE))
-        self._families = [outstanding, budgets, outbox]
+        families: list[Metric] = [outstanding, budgets, outbox]
+        last = await last_reconcile(conn)
+        if last is not None:  # before the first scheduled reconcile has run, both are absent
+            violations = _family("incentives_reconcile_violations")
+            violations.add_metric([], last.violation_count)
+            finished = _family("incentives_reconcile_last_finished_timestamp_seconds")
+            finished.add_metric([], last.finished_at.timestamp())
+            families += [violations, finished]
+        self._families = families
 
     async def run(self, connect: Connect) -> None:
         """Leads when it can, refreshing until its connection is lost; then starts over."""

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import all_activities
+from activities.counting import COUNTED, Meter
 from incentives.adapters.db import Pool, connect_one
 from incentives.adapters.endpoints import endpoints
 from incentives.adapters.logs import configure_logging, get_logger
@@ -55,6 +56,7 @@ class WorkerOptions:
 
     max_cached_workflows: int = DEFAULT_MAX_CACHED_WORKFLOWS
     workflows: Sequence[type[Any]] = field(default_factory=lambda: list(WORKFLOWS))
+    meter: Meter = COUNTED  # UNCOUNTED: what the ledger decides is not counted (to measure the cost)
 
 
 def build_worker(client: Client, pool: Pool, task_queue: str, options: WorkerOptions | None = None) -> Worker:
@@ -64,7 +66,7 @@ def build_worker(client: Client, pool: Pool, task_queue: str, options: WorkerOpt
         client,
         task_queue=task_queue,
         workflows=list(options.workflows),
-        activities=all_activities(pool),
+        activities=all_activities(pool, options.meter),
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=options.max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from activities.ledger import LedgerActivities
 from activities.promotions import PromotionActivities
+from activities.reconcile import ReconcileActivities
 from incentives.adapters.db import Pool, connect_one, create_pool
 from incentives.adapters.migrations import migrate
 from incentives.app.audience import stage_audience
@@ -22,6 +23,7 @@ from incentives.devstack.servers import EmbeddedPostgres
 from incentives.domain.messages import RedeemInput, RevokeInput
 from incentives.domain.models import RedeemRequest, RevokeRequest
 from incentives.domain.promotions import GrantBatchInput, OpenPromotion
+from incentives.domain.reconcile import ReconcileRequest
 from tests.helpers import eventually
 from tests.helpers.builders import T0, NewId, at, credit, promotion
 
@@ -85,13 +87,20 @@ async def test_the_gauges_are_the_books_liability_budget_burn_and_outbox_age(
     assert got[("incentives_outstanding_minor", ("JPY",))] == 0
     assert got[("incentives_promotion_budget_used_ratio", (promotion_id,))] == 0.5
     assert 90 <= got[("incentives_outbox_oldest_unpublished_seconds", ())] < 120
+    assert ("incentives_reconcile_violations", ()) not in got  # no scheduled reconcile has run yet
 
     await pool.execute("UPDATE outbox SET published_at = now()")
     await pool.execute("UPDATE promotions SET state = 'closed' WHERE promotion_id = $1", promotion_id)
+    await pool.execute("UPDATE lots SET remaining_minor = remaining_minor - 1 WHERE currency = 'EUR'")  # a violation
+    summary = await ReconcileActivities(pool).reconcile_books(ReconcileRequest(run_id="r1", workflow_id="reconcile-1"))
     async with _session(url) as conn:
         await gauges.refresh(conn)
     got = values(gauges)
     assert got[("incentives_outbox_oldest_unpublished_seconds", ())] == 0
+    assert summary.checks["lot_balance"] == 1  # (and the closed promotion's lots that still hold value)
+    assert got[("incentives_reconcile_violations", ())] == summary.violations
+    finished = got[("incentives_reconcile_last_finished_timestamp_seconds", ())]
+    assert abs(finished - datetime.now(UTC).timestamp()) < 60
     assert ("incentives_promotion_budget_used_ratio", (promotion_id,)) not in got  # closed: no longer burning
 
 
