@@ -29,7 +29,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from benchmarks import api, events, promotion
+from benchmarks import api, events, metrics, promotion
 from benchmarks.burst import Burst, checkout_burst
 from benchmarks.measure import Call, Figure, alternating, interleaved
 from benchmarks.probes import PROBE_SETUP, NoopEntity, ProbeActivities, bare_redeem_transaction
@@ -234,5 +234,7 @@ if __name__ == "__main__":
         api.main(sys.argv[2:])
     elif sys.argv[1:2] == ["events"]:
         events.main(sys.argv[2:])
+    elif sys.argv[1:2] == ["metrics"]:
+        metrics.main(sys.argv[2:])
     else:
         asyncio.run(main())
