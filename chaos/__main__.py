@@ -1,7 +1,8 @@
 """`./dev chaos [--ops N] [--faults K] [--seed S]`: thousands of random operations through the real
 stack while workers, Postgres, the Temporal server and NATS are killed under them, then the books
-proved against an independent model, and the event stream against the outbox. Exit 0 with 0 violations; exit 1 listing them. A failing seed sends
-the same operation sequence again."""
+proved against an independent model, the event stream against the outbox, and the workers' metrics
+against the ledger. Exit 0 with 0 violations; exit 1 listing them. A failing seed sends the same
+operation sequence again."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from chaos import delivery
+from chaos import delivery, metrics_view
 from chaos.books import Verdict
 from chaos.checks import CLOCK_GRACE, check
 from chaos.driver import Driver, Outcome
@@ -59,10 +60,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pool = await stack.pool()
             verdict = await check(pool, outcomes, driver.terms, due_by=clock_stopped - CLOCK_GRACE)
             await _events_delivered(stack, pool, verdict)
+            metrics = metrics_view.judge(
+                metrics_view.read_view(stack.metrics_dir), await metrics_view.ledger_figures(pool), verdict
+            )
             await pool.close()
         finally:
             stack.stop()
-    return _summary(args, outcomes, stack.faults + driver.abandoned, verdict, started)
+    return _summary(args, outcomes, stack.faults + driver.abandoned, verdict, started) | {"metrics": metrics}
 
 
 async def _events_delivered(stack: Stack, pool: Pool, verdict: Verdict) -> None:

@@ -45,10 +45,17 @@ class Stack:
         self.nats = EmbeddedNats(self.home / "nats", free_port())
 
     @property
+    def metrics_dir(self) -> Path:
+        """Where every worker of the run counts (prometheus_client's multiprocess mode): the
+        counts of a killed worker stay."""
+        return self.home / "metrics"
+
+    @property
     def database_url(self) -> str:
         return self.postgres.url()
 
     async def start(self) -> None:
+        self.metrics_dir.mkdir()
         self.postgres.start()
         await self._track_commit_order()
         await self.postgres.create_database()
@@ -94,6 +101,8 @@ class Stack:
                 "NATS_URL": self.nats.url,
                 "INCENTIVES_HOME": str(self.home),
                 "INCENTIVES_LOG_LEVEL": "WARNING",
+                "INCENTIVES_METRICS_PORT": "0",
+                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
             },
         )
 

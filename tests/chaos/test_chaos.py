@@ -32,6 +32,8 @@ async def test_a_short_run_with_every_fault_ends_with_no_violation(seed: int) ->
     assert summary["checked"]["promotion lots against the model"] > 0
     assert summary["checked"]["reversals after close"] >= 1  # the close-then-reverse sequence ran
     assert summary["checked"]["events delivered"] > 100  # the stream, checked against the outbox
+    assert summary["checked"]["metrics against the ledger"] > 20  # the workers' counters, killed ones' too
+    assert summary["metrics"]["operations"]["redeem/applied/none"] > 20
 
 
 def test_a_pending_lot_is_usable_from_its_effective_time_and_a_redeem_activates_it() -> None:
