@@ -27,7 +27,7 @@ from incentives.app.reconcile import (
     reconcile,
 )
 from incentives.cli.arguments import Parser, command
-from incentives.cli.exits import EXIT_OK, EXIT_REJECTED
+from incentives.cli.exits import EXIT_NOTHING_RECORDED, EXIT_OK, EXIT_REJECTED
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import check_id
 from incentives.domain.money import format_money
@@ -42,10 +42,6 @@ from incentives.domain.reconcile import (
     check_reconcile_every,
 )
 from incentives.domain.timeparse import format_duration, parse_duration
-
-# `reconcile --last` when the schedule has recorded nothing yet: not a failure of the books (1), nor
-# of the servers (3); a script waiting for the first scheduled result can tell it apart.
-EXIT_NOTHING_RECORDED = 5
 
 
 def register(commands: argparse._SubParsersAction[Parser]) -> None:
