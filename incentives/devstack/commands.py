@@ -43,6 +43,7 @@ class Status:
     nats_pid: int | None = None
     nats_url: str = ""
     nats_embedded: bool = True
+    metrics_url: str | None = None  # the worker's /metrics, when it serves one
 
 
 async def up(settings: Settings) -> Status:
@@ -94,6 +95,9 @@ def status(settings: Settings) -> Status:
         nats_pid=embedded_nats(settings).pid() if broker_endpoint(settings).embedded else None,
         nats_url=broker_endpoint(settings).shown,
         nats_embedded=broker_endpoint(settings).embedded,
+        metrics_url=f"http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+        if settings.metrics_port
+        else None,
     )
 
 
@@ -178,6 +182,8 @@ def describe(current: Status, answers: Health | None = None) -> list[str]:
         lines.append(f"NATS          {current.nats_url} (external: NATS_URL)")
     if current.worker_pid:
         lines.append(f"worker        running (pid {current.worker_pid}), started by ./dev demo")
+        if current.metrics_url:
+            lines.append(f"metrics       {current.metrics_url} (the worker's)")
     if answers is not None:
         for name, why in answers.problems():
             lines.append(f"{name}: up" if why is None else f"{name}: DOWN ({why})")
