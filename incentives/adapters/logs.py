@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 import temporalio.activity
 import temporalio.workflow
+from opentelemetry import trace
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
@@ -39,6 +40,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None, path: Pa
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        _add_trace_ids,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=True)
@@ -74,6 +76,17 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None, path: Pa
     temporalio.workflow.logger.workflow_info_on_message = False
     temporalio.activity.logger.activity_info_on_message = False
     _forward_temporal_core_logs()
+
+
+def _add_trace_ids(logger: Any, method_name: str, event_dict: structlog.types.EventDict) -> structlog.types.EventDict:
+    """`trace_id` and `span_id` of the span current where the line is logged, as OpenTelemetry
+    writes them (32 and 16 hex digits), so that a trace leads to its lines and a line to its trace.
+    Nothing when no span is current, as everywhere while tracing is off."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
 
 
 def _handler(path: Path | None) -> logging.Handler:

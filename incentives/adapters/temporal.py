@@ -12,6 +12,7 @@ from temporalio.runtime import Runtime
 from incentives.adapters.endpoints import HINT, endpoints
 from incentives.adapters.failures import connection_failure
 from incentives.adapters.settings import Settings
+from incentives.adapters.tracing import tracing_interceptors
 from incentives.domain.errors import Unavailable
 from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 
@@ -26,10 +27,14 @@ def search_attribute_flags() -> list[str]:
 async def connect_temporal(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A client of the configured Temporal; `Unavailable` naming the address and the cause in words
     (the core's own error is its Rust debug text) when it cannot connect. A long-lived process
-    passes the `runtime` whose metrics it serves (`incentives.adapters.sdk_metrics`)."""
+    passes the `runtime` whose metrics it serves (`incentives.adapters.sdk_metrics`). While tracing
+    is on (`incentives.adapters.tracing`), the client carries the tracing interceptor, and so does
+    every worker built on it."""
     where = endpoints(settings)
     try:
-        return await Client.connect(**where.temporal, data_converter=DATA_CONVERTER, runtime=runtime)
+        return await Client.connect(
+            **where.temporal, data_converter=DATA_CONVERTER, runtime=runtime, interceptors=tracing_interceptors()
+        )
     except RuntimeError as error:
         why = connection_failure(error)
         raise Unavailable(f"cannot reach Temporal at {where.temporal_address}: {why}; {HINT}") from error

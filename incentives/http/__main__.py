@@ -18,12 +18,15 @@ import uvloop
 
 from incentives.adapters.logs import configure_logging
 from incentives.adapters.settings import load_settings
+from incentives.adapters.tracing import configure_tracing, flush_tracing
 from incentives.app.listening import bind, inherited
 from incentives.domain.errors import InvalidInput
 from incentives.domain.inputs import parse_whole
 from incentives.http.server import serve
 
 EXIT_BAD_INPUT = 2
+# Its traces' `service.name`, unless OTEL_SERVICE_NAME says otherwise.
+API_SERVICE = "incentives-api"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"incentives: error: {error.field}: {error.reason}", file=sys.stderr)
         return EXIT_BAD_INPUT
     configure_logging(settings.log_level)
-    uvloop.run(serve(settings, listening))
+    configure_tracing(API_SERVICE)
+    try:
+        uvloop.run(serve(settings, listening))
+    finally:
+        flush_tracing()
     return 0
 
 

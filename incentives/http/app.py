@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
+from incentives.adapters.tracing import name_request_span
 from incentives.app.backends import Backends
 from incentives.domain.errors import InvalidInput, OutcomeUnknown, Rejected, Unavailable
 from incentives.domain.inputs import shown
@@ -85,6 +86,7 @@ class Api:
         refusal: str | None = None
         try:
             operation, path = self._route(request)
+            name_request_span(request.method, operation.path)
             call = Call(request, path, operation, self._backends)
             if operation.scopes is not None and not operation.key_with_body:
                 await authorize(call)

@@ -18,6 +18,7 @@ import uvicorn
 
 from incentives.adapters.logs import get_logger
 from incentives.adapters.settings import Settings
+from incentives.adapters.tracing import traced_asgi
 from incentives.http.app import build_api
 from incentives.http.reading import MAX_TIMEOUT
 
@@ -54,7 +55,7 @@ class _Server(uvicorn.Server):
 async def serve(settings: Settings, listening: socket.socket) -> None:
     host, port = listening.getsockname()[:2]
     config = uvicorn.Config(
-        build_api(settings),
+        traced_asgi(build_api(settings)),  # a span a request, if tracing is on
         http="httptools",
         ws="none",  # no websocket route: an upgrade request is an ordinary request (404)
         lifespan="on",

@@ -1,5 +1,6 @@
 """The worker's log: a business refusal is one INFO line with its type and ids and no traceback, and
-every line the worker writes is JSON when stdout is not a terminal, the Temporal core's included."""
+every line the worker writes is JSON when stdout is not a terminal, the Temporal core's included;
+a line logged while a span is current carries its trace and span ids."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
-from incentives.adapters.logs import configure_logging
+from incentives.adapters.logs import configure_logging, get_logger
 from incentives.domain.errors import UnknownLot
 from tests.helpers import running_wallets
 from tests.helpers.builders import NewId, order
@@ -134,3 +137,20 @@ async def test_every_line_the_worker_writes_is_json_the_temporal_core_included(
     assert await worker.stderr.read() == b""
     assert seen[-1]["level"] == "warning"
     assert seen[-1]["logger"].startswith("temporalio.core")
+
+
+def test_a_line_logged_in_a_span_carries_its_trace_and_span_ids(capsys: pytest.CaptureFixture[str]) -> None:
+    """As OpenTelemetry writes them: 32 and 16 lowercase hex digits, leading zeros kept."""
+    span = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0x00F067AA0BA902B7, is_remote=False))
+    with logging_to_stdout("INFO"):
+        with trace.use_span(span):
+            get_logger("tests").info("structlog line")
+            logging.getLogger("tests.stdlib").info("standard library line")
+        get_logger("tests").info("outside any span")
+        out = capsys.readouterr().out
+    lines = {line["event"]: line for line in map(json.loads, out.splitlines())}
+    for inside in ("structlog line", "standard library line"):
+        ids = (lines[inside]["trace_id"], lines[inside]["span_id"])
+        assert ids == ("0af7651916cd43dd8448eb211c80319c", "00f067aa0ba902b7"), lines[inside]
+    assert "trace_id" not in lines["outside any span"]
+    assert "span_id" not in lines["outside any span"]
