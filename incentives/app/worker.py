@@ -32,6 +32,7 @@ from incentives.adapters.migrations import connect_worker_database
 from incentives.adapters.sdk_metrics import sdk_metrics
 from incentives.adapters.settings import DEFAULT_MAX_CACHED_WORKFLOWS, WORKER_ROLE, Settings
 from incentives.adapters.temporal import connect_temporal
+from incentives.adapters.tracing import configure_tracing, flush_tracing
 from incentives.app.book_gauges import BookGauges
 from incentives.app.metrics_endpoint import serve_metrics
 from incentives.app.relay import relay_forever
@@ -75,6 +76,7 @@ def build_worker(client: Client, pool: Pool, task_queue: str, options: WorkerOpt
 
 async def run_worker(settings: Settings) -> None:
     configure_logging(settings.log_level)
+    configure_tracing("incentives-worker")  # before the client connects: its interceptor is chosen then
     log = get_logger("incentives.worker", task_queue=settings.task_queue)
     # Served first: a port that cannot be had stops the worker before it takes any work.
     sdk = sdk_metrics() if settings.metrics_port else None
@@ -112,6 +114,7 @@ async def run_worker(settings: Settings) -> None:
             await pool.close()
         if stop_serving is not None:
             stop_serving()
+        flush_tracing()  # `incentives worker` ends with os._exit: no exit hook sends the last spans
 
 
 _shutdowns: set[asyncio.Task[None]] = set()

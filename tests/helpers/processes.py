@@ -25,9 +25,11 @@ async def worker_process(
     *,
     nats_url: str | None = None,
     metrics_port: int | None = None,
+    environment: dict[str, str] | None = None,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """`incentives worker` as its own process, as in production (relaying events to `nats_url`, if
-    given; serving /metrics on `metrics_port`, if given); killed at the end if still alive."""
+    given; serving /metrics on `metrics_port`, if given; with `environment` added to this
+    process's); killed at the end if still alive."""
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "incentives"),
@@ -44,6 +46,7 @@ async def worker_process(
                     if metrics_port
                     else {}
                 ),
+                **(environment or {}),
             },
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,10 +23,14 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
 
+from incentives.adapters.db import Pool
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.adapters.tracing import tracing_interceptors, tracing_to
 from incentives.adapters.tracing_sdk import new_provider
+from incentives.app.client import IncentivesClient
+from tests.helpers.builders import NewId, credit
+from tests.helpers.processes import worker_process
 from tests.http.api_process import api_process
 
 # What a process that configured tracing has installed, as JSON on stdout. It imports the API's
@@ -198,3 +203,36 @@ async def test_the_api_process_exports_its_requests_spans_before_it_exits(
     [request] = [line for line in requests if line["route"] == "/v1/customers/{customer}/wallet"]
     assert (request["trace_id"], request["span_id"]) == (spans[0].trace_id.hex(), spans[0].span_id.hex())
     assert not [line for line in requests if "trace_id" in line and line is not request]  # the probes'
+
+
+async def test_the_worker_process_exports_its_spans_before_it_exits(
+    collector: tuple[str, list[tuple[str, bytes]]],
+    dev_server: WorkflowEnvironment,
+    pool: Pool,
+    database_url: str,
+    new_id: NewId,
+    tmp_path: Path,
+) -> None:
+    """`incentives worker` as production runs it: a grant's activity and its SQL traced, and flushed
+    when SIGTERM ends it."""
+    endpoint, received = collector
+    task_queue, customer = new_id("traced"), new_id("c")
+    environment = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "600000"}
+    log = tmp_path / "worker.log"
+    async with worker_process(dev_server, database_url, task_queue, log, environment=environment) as worker:
+        await IncentivesClient(dev_server.client, pool, task_queue=task_queue).grant(
+            credit(new_id("lot"), customer, 100)
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert await worker.wait() == 0, log.read_text()
+    names = {
+        span.name
+        for body in (body for path, body in received if path == "/v1/traces")
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+        if {each.key: each.value.string_value for each in resource.resource.attributes}[SERVICE_NAME]
+        == "incentives-worker"
+        for scope in resource.scope_spans
+        for span in scope.spans
+    }
+    assert "RunActivity:load_and_grant" in names, names
+    assert any(name.startswith("INSERT") for name in names), names
