@@ -70,3 +70,20 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # Each ledger row's type, as the movement of value it is.
 MOVEMENTS = {"grant": "granted", "redeem": "redeemed", "reverse": "reversed", "expire": "expired", "revoke": "revoked"}
+
+# The API's own (`incentives api` serves them on its /metrics, with the SDK's): every request, by its
+# route's template (never its ids) and status. What it asked of the ledger is counted by the workers.
+API_REGISTRY = CollectorRegistry(auto_describe=True)
+HTTP_REQUESTS = Counter(
+    "incentives_http_requests",
+    "Requests the API answered: route (method and template, or `unrouted`), status code.",
+    ["route", "status"],
+    registry=API_REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "incentives_http_request_duration_seconds",
+    "How long the API took to answer, by route.",
+    ["route"],
+    buckets=BUCKETS,
+    registry=API_REGISTRY,
+)

@@ -23,6 +23,7 @@ from incentives.adapters.db import Pool
 from incentives.adapters.failures import connection_failure, infrastructure_failure
 from incentives.adapters.logs import get_logger
 from incentives.adapters.migrations import MigrationError, connect_database
+from incentives.adapters.sdk_metrics import sdk_metrics
 from incentives.adapters.settings import Settings
 from incentives.adapters.temporal import connect_temporal
 from incentives.app.client import IncentivesClient
@@ -65,6 +66,7 @@ class Backends:
         self._missed = 0
         self._task: asyncio.Task[None] | None = None
         self._log = get_logger("incentives.api", task_queue=settings.task_queue)
+        self.sdk_metrics = sdk_metrics()  # the client's: request failures (RESOURCE_EXHAUSTED), latencies
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_connected(), name="backends")
@@ -153,7 +155,7 @@ class Backends:
 
     async def _connect_temporal(self) -> None:
         try:
-            self._temporal = await connect_temporal(self._settings)
+            self._temporal = await connect_temporal(self._settings, runtime=self.sdk_metrics.runtime)
         except (Unavailable, InvalidInput) as error:
             self._temporal_state(str(error))
         else:

@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from incentives.adapters.logs import get_logger
+from incentives.adapters.metrics import API_REGISTRY, HTTP_DURATION, HTTP_REQUESTS
 from incentives.adapters.settings import Settings
 from incentives.adapters.tracing import name_request_span
 from incentives.app.backends import Backends
@@ -57,7 +58,10 @@ class Api:
         self.document = openapi_document(documented, DESCRIPTION)
         self._operations: Sequence[Operation] = (
             *documented,
-            *meta.served(meta.Documents(self.document, openapi_30(self.document))),
+            *meta.served(
+                meta.Documents(self.document, openapi_30(self.document)),
+                meta.Metrics([API_REGISTRY, backends.sdk_metrics]),
+            ),
         )
         self._log = get_logger("incentives.api")
 
@@ -97,6 +101,9 @@ class Api:
             refusal = error.error_type if isinstance(error, HttpProblem) else type(error).__name__
         response.headers["X-Request-Id"] = request_id
         self._log_request(request, response, operation, call, started, request_id, refusal)
+        route = f"{operation.method} {operation.path}" if operation else "unrouted"
+        HTTP_REQUESTS.labels(route, str(response.status_code)).inc()
+        HTTP_DURATION.labels(route).observe(time.perf_counter() - started)
         return response
 
     def _route(self, request: Request) -> tuple[Operation, dict[str, str]]:

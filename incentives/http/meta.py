@@ -5,9 +5,13 @@ from the `swagger-ui-bundle` package; nothing is fetched from a CDN, at run time
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
 from starlette.responses import FileResponse, HTMLResponse, Response
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]  # the package ships no types
 
@@ -51,6 +55,20 @@ async def problem_type(call: Call) -> Response:
         type=kind.uri, title=kind.title, status=kind.status, error_type=kind.error_type, description=kind.description
     )
     return model_response(document, 200)
+
+
+class Metrics:
+    """`GET /metrics`: the API's own series and the Temporal SDK's, in Prometheus' text format
+    (gathered off the event loop: the SDK's are fetched from its exporter)."""
+
+    def __init__(self, collectors: Sequence[Collector]) -> None:
+        self._registry = CollectorRegistry(auto_describe=False)
+        for collector in collectors:
+            self._registry.register(collector)
+
+    async def metrics(self, call: Call) -> Response:
+        text = await asyncio.to_thread(generate_latest, self._registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 class Documents:
@@ -119,9 +137,11 @@ OPERATIONS = (
 )
 
 
-def served(documents: Documents) -> tuple[Operation, ...]:
-    """The document and its viewer; a literal path comes before the templated one it also matches."""
+def served(documents: Documents, metrics: Metrics) -> tuple[Operation, ...]:
+    """The document and its viewer, and the metrics; a literal path comes before the templated one
+    it also matches."""
     return (
+        _served("/metrics", metrics.metrics),
         _served("/openapi.json", documents.openapi),
         _served("/docs/openapi-3.0.json", documents.openapi_30),
         _served("/docs", docs),
