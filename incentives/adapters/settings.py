@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     )
     home: Path = Field(default=DEFAULT_HOME, description="State of the embedded stack, and the command's log.")
     task_queue: str = "incentives"
-    reversal_window: timedelta = Field(
+    reversal_window: Annotated[timedelta, BeforeValidator(_duration)] = Field(
         default=DEFAULT_REVERSAL_WINDOW,
         description="How long a wallet stays open after a redemption, waiting for reversals.",
     )
