@@ -33,6 +33,7 @@ OURS = {
     "incentives_promotion_budget_used_ratio",
     "incentives_outbox_oldest_unpublished_seconds",
     "incentives_reconcile_violations",
+    "incentives_reconcile_last_finished_timestamp_seconds",
 }
 
 SDK = {

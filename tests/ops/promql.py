@@ -165,6 +165,8 @@ class Evaluator:
                 return {frozenset(): float(datetime.fromtimestamp(at, UTC).hour)}
             hours = self._as_vector(args[0], at)
             return {without_name(k): float(datetime.fromtimestamp(v, UTC).hour) for k, v in hours.items()}
+        if name == "time":
+            return at
         if name == "vector":
             return {frozenset(): _scalar(self._eval(args[0], at))}
         raise Unsupported(f"the function {name}")

@@ -153,6 +153,10 @@ STORIES = [
           lambda: ops("redeem", "applied", switch(5.0, 0, NOON - 10 * HOUR)), False, at=NOON - 9 * HOUR),
     Story("IncentivesCheckoutSilent", "every redeem refused, but redeems come",
           lambda: ops("redeem", "refused", 5.0, "NothingToRedeem"), False),
+    Story("IncentivesReconcileStale", "the last run 4 hours ago",
+          lambda: books("incentives_reconcile_last_finished_timestamp_seconds", NOON - 4 * HOUR), True),
+    Story("IncentivesReconcileStale", "hourly runs",
+          lambda: books("incentives_reconcile_last_finished_timestamp_seconds", lambda t: t - t % HOUR), False),
     Story("IncentivesBookGaugesMissing", "no collector", elsewhere, True),
     Story("IncentivesBookGaugesMissing", "the outbox empty", lambda: books("incentives_outbox_oldest_unpublished_seconds", 0), False),
 ]  # fmt: skip
