@@ -32,6 +32,7 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -65,13 +66,27 @@ PRUNE_CHUNK = 10_000
 _CHANNEL = "incentives_outbox"
 
 # The payload as its JSON text: spliced into the CloudEvent as it is, never parsed and re-encoded.
-# $2: the previous round's events, published and being marked meanwhile (hashed by Postgres).
-_UNPUBLISHED = """
-SELECT event_id, event_type, customer_id, promotion_id, payload::text AS payload, created_at
-FROM outbox WHERE published_at IS NULL AND NOT (event_id = ANY($2::bigint[])) ORDER BY event_id LIMIT $1
+_COLUMNS = "event_id, event_type, customer_id, promotion_id, payload::text AS payload, created_at"
+_UNPUBLISHED = f"""
+SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY event_id LIMIT $1
+"""
+# The same, read while the events $3 (all at or below id $2) are in flight or being marked: above
+# $2 in index order; at or below it, what is not among them (an event committed late, or one held
+# back by a failure), found by a hash of them (a list compared row by row would be quadratic).
+_UNPUBLISHED_BESIDE = f"""
+SELECT * FROM (
+    (SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL AND event_id > $2 ORDER BY event_id LIMIT $1)
+    UNION ALL
+    (SELECT {_COLUMNS} FROM outbox o WHERE published_at IS NULL AND event_id <= $2
+        AND NOT EXISTS (SELECT FROM unnest($3::bigint[]) AS x(event_id) WHERE x.event_id = o.event_id))
+) r ORDER BY event_id LIMIT $1
 """
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[asyncpg.Record]"]]
+
+
+Whom = tuple[bool, str]  # (a promotion's own event, the customer or the promotion)
+Chain = list[tuple[Row, tuple[str, bytes, str]]]  # one customer's events, rendered, in order
 
 
 @dataclass
@@ -81,29 +96,37 @@ class Delivery:
     read: int = 0
     published: list[int] = field(default_factory=list)
     failed: int = 0
+    failed_whom: set[Whom] = field(default_factory=set)  # whose events stopped at a failure
     lags: list[float] = field(default_factory=list)  # seconds from the event's write to its ack
+
+
+@dataclass(frozen=True)
+class _Round:
+    read: int  # rows read (some may be left for a later round)
+    chains: dict[Whom, Chain]
+
+    @property
+    def event_ids(self) -> list[int]:
+        return [row["event_id"] for chain in self.chains.values() for row, _ in chain]
 
 
 def cloud_event(row: Row, source: str) -> tuple[str, bytes, str]:
     """(subject, the CloudEvent as JSON bytes, its id) of an outbox row, whose payload is its JSON
-    text (as the relay reads it) or already decoded."""
+    text (as the relay reads it) or already decoded. Written as text, not built as a dict and
+    encoded: every event the relay publishes passes here, and only the strings a caller chose (the
+    source, the subject's id) need JSON's escaping."""
     event_type = row["event_type"]
     _, cloud_type = CLOUD_EVENT_TYPES[event_type]
     about = row["promotion_id"] if event_type == "budget_threshold" else row["customer_id"]
     created: datetime = row["created_at"]
     event_id = str(row["event_id"])
-    envelope = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": source,
-        "type": cloud_type,
-        "subject": about,
-        "time": created.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-    }
     payload = row["payload"]
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    document = json.dumps(envelope, separators=(",", ":"))[:-1] + ',"data":' + data + "}"
+    document = (
+        f'{{"specversion":"1.0","id":"{event_id}","source":{json.dumps(source)},"type":"{cloud_type}",'
+        f'"subject":{json.dumps(about)},"time":"{created.isoformat().replace("+00:00", "Z")}",'
+        f'"datacontenttype":"application/json","data":{data}}}'
+    )
     return event_subject(event_type, about), document.encode(), event_id
 
 
@@ -145,6 +168,10 @@ class Relay:
         try:
             # Waits inside Postgres until no other relay's session holds the lock.
             await conn.execute("SELECT pg_advisory_lock($1)", LEADER_LOCK)
+            # The outbox's statistics lag behind a promotion's burst (a million rows in a minute):
+            # with them, the planner takes the unpublished rows for a few thousand, and collects and
+            # sorts them all for each read instead of reading its index in order up to the batch.
+            await conn.execute("SET enable_bitmapscan = off")
             wake = asyncio.Event()
             await conn.add_listener(_CHANNEL, lambda *_: wake.set())
             self.backend_pid = conn.get_server_pid()
@@ -158,17 +185,24 @@ class Relay:
                 await conn.close()
 
     async def _deliver_forever(self, conn: asyncpg.Connection[asyncpg.Record], wake: asyncio.Event) -> None:
-        """Rounds until the connection is lost. A round's published events are marked on a second
-        connection while the next round reads (leaving them out) and publishes: the mark is
-        Postgres' work, done meanwhile on another core. Between busy rounds it does not wait."""
+        """Rounds until the connection is lost. While a full round publishes, the next one is read
+        (leaving out the events in flight) and the previous one's are marked published on a second
+        connection: Postgres' work and the broker's acknowledgements overlap the relay's own.
+        Between busy rounds it does not wait."""
         marker = await self._connect()
         marking: asyncio.Task[None] | None = None
         marking_ids: list[int] = []
         pruned_at, backoff = 0.0, 0.2
+        current = self._round(await conn.fetch(_UNPUBLISHED, self._batch))
         try:
             while True:
                 wake.clear()
-                delivery = await self._publish(await conn.fetch(_UNPUBLISHED, self._batch, marking_ids))
+                publishing = asyncio.create_task(self._publish(current))
+                upcoming = None
+                if current.read == self._batch:  # more are waiting: read them meanwhile
+                    beside = [*marking_ids, *current.event_ids]
+                    upcoming = await conn.fetch(_UNPUBLISHED_BESIDE, self._batch, max(beside), beside)
+                delivery = await publishing
                 if marking is not None:
                     await marking  # a failed mark fails the round: the relay starts over, and republishes
                 marking, marking_ids = None, delivery.published
@@ -177,19 +211,23 @@ class Relay:
                 if delivery.failed and not delivery.published:
                     await asyncio.sleep(backoff)  # the broker is down or refusing: do not spin
                     backoff = min(backoff * 2, 10.0)
+                else:
+                    backoff = 0.2
+                if upcoming is not None:
+                    # Not ahead of an event of theirs that this round failed to publish.
+                    current = self._round(upcoming, leaving_out=delivery.failed_whom)
                     continue
-                backoff = 0.2
-                if delivery.read == self._batch:
-                    continue  # more are waiting
                 if marking is not None:
                     await marking  # idle from here: what was published is recorded now, not later
                     marking, marking_ids = None, []
                 if time.monotonic() - pruned_at > PRUNE_EVERY_S:
                     await self.prune(conn)
                     pruned_at = time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
-                await asyncio.sleep(SETTLE_S)
+                if not delivery.failed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), IDLE_WAKE_S)
+                    await asyncio.sleep(SETTLE_S)
+                current = self._round(await conn.fetch(_UNPUBLISHED, self._batch))
         finally:
             if marking is not None:
                 marking.cancel()
@@ -198,19 +236,22 @@ class Relay:
             with contextlib.suppress(Exception):
                 await marker.close()
 
-    async def _publish(self, rows: list[Row]) -> Delivery:
-        """Publishes `rows` (read in id order), in order per customer; says what was acknowledged."""
-        delivery = Delivery(read=len(rows))
-        if not rows:
-            return delivery
-        # In order per customer (per promotion for its own events): their events, of every type,
-        # go one after the other; different customers' go side by side, `in_flight` at a time.
-        by_whom: dict[tuple[bool, str], list[tuple[Row, tuple[str, bytes, str]]]] = {}
+    def _round(self, rows: list[Row], leaving_out: AbstractSet[Whom] = frozenset()) -> _Round:
+        """Rows read in id order, as chains: one per customer (per promotion for its own events),
+        its events of every type in order, each rendered; `leaving_out`'s events wait for a later
+        round."""
+        chains: dict[Whom, list[tuple[Row, tuple[str, bytes, str]]]] = {}
         for row in rows:
             whom = (row["customer_id"] is None, row["customer_id"] or row["promotion_id"])
-            by_whom.setdefault(whom, []).append((row, cloud_event(row, self._source)))
-        chains = iter(by_whom.values())
-        publishers = min(self._in_flight, len(by_whom))
+            if whom not in leaving_out:
+                chains.setdefault(whom, []).append((row, cloud_event(row, self._source)))
+        return _Round(read=len(rows), chains=chains)
+
+    async def _publish(self, current: _Round) -> Delivery:
+        """Publishes a round: different customers' chains side by side, `in_flight` at a time."""
+        delivery = Delivery(read=current.read)
+        chains = iter(current.chains.items())
+        publishers = min(self._in_flight, len(current.chains))
         await asyncio.gather(*(self._publisher(chains, delivery) for _ in range(publishers)))
         if delivery.failed:
             self._log.warning("events not acknowledged; retried next round", failed=delivery.failed)
@@ -220,22 +261,24 @@ class Relay:
     async def _mark(self, conn: asyncpg.Connection[asyncpg.Record], event_ids: list[int]) -> None:
         await conn.fetchval("SELECT outbox_mark_published($1::bigint[])", event_ids)
 
-    async def _publisher(self, chains: Iterator[list[tuple[Row, tuple[str, bytes, str]]]], delivery: Delivery) -> None:
-        """Takes one customer's events at a time, and publishes them in order."""
-        for events in chains:
-            await self._publish_in_order(events, delivery)
+    async def _publisher(self, chains: Iterator[tuple[Whom, Chain]], delivery: Delivery) -> None:
+        """Takes one customer's chain at a time, and publishes it in order."""
+        for whom, events in chains:
+            if not await self._publish_in_order(events, delivery):
+                delivery.failed_whom.add(whom)
 
-    async def _publish_in_order(self, events: list[tuple[Row, tuple[str, bytes, str]]], delivery: Delivery) -> None:
+    async def _publish_in_order(self, events: Chain, delivery: Delivery) -> bool:
         """One customer's events, each after the previous one's acknowledgement; the first failure
-        stops the rest until the next round, so none is stored ahead of an earlier one."""
+        stops the rest until a later round, so none is stored ahead of an earlier one. False then."""
         for index, (row, (subject, data, event_id)) in enumerate(events):
             try:
                 await self._js.publish(subject, data, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": event_id})
             except Exception:  # not acknowledged (timeout, disconnection, refusal): published later
                 delivery.failed += len(events) - index
-                return
+                return False
             delivery.published.append(row["event_id"])
             delivery.lags.append(time.time() - row["created_at"].timestamp())
+        return True
 
     async def prune(self, conn: asyncpg.Connection[asyncpg.Record]) -> int:
         """Deletes published events older than the retention, a chunk at a time."""

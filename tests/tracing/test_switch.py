@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import SERVICE_NAME
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.testing import WorkflowEnvironment
@@ -189,15 +190,7 @@ async def test_the_api_process_exports_its_requests_spans_before_it_exits(
             assert (await http.get("/v1/customers/c-1/wallet")).status_code == 401
         assert await api.stop() == 0
         lines = api.lines()
-    spans = [
-        span
-        for body in (body for path, body in received if path == "/v1/traces")
-        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
-        if {each.key: each.value.string_value for each in resource.resource.attributes}[SERVICE_NAME]
-        == "incentives-api"
-        for scope in resource.scope_spans
-        for span in scope.spans
-    ]
+    spans = _exported(received, "incentives-api")
     assert [span.name for span in spans] == ["GET /v1/customers/{customer}/wallet"]
     requests = [line for line in lines if line.get("event") == "request"]
     [request] = [line for line in requests if line["route"] == "/v1/customers/{customer}/wallet"]
@@ -225,14 +218,18 @@ async def test_the_worker_process_exports_its_spans_before_it_exits(
         )
         worker.send_signal(signal.SIGTERM)
         assert await worker.wait() == 0, log.read_text()
-    names = {
-        span.name
-        for body in (body for path, body in received if path == "/v1/traces")
-        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
-        if {each.key: each.value.string_value for each in resource.resource.attributes}[SERVICE_NAME]
-        == "incentives-worker"
-        for scope in resource.scope_spans
-        for span in scope.spans
-    }
+    names = {span.name for span in _exported(received, "incentives-worker")}
     assert "RunActivity:load_and_grant" in names, names
     assert any(name.startswith("INSERT") for name in names), names
+
+
+def _exported(received: list[tuple[str, bytes]], service: str) -> list[Span]:
+    """The spans `service` exported to the collector, in the order received."""
+    return [
+        span
+        for body in (body for path, body in received if path == "/v1/traces")
+        for resource in ExportTraceServiceRequest.FromString(body).resource_spans
+        if {each.key: each.value.string_value for each in resource.resource.attributes}[SERVICE_NAME] == service
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
