@@ -26,20 +26,17 @@ from typing import Any
 
 from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from benchmarks import api, events, metrics, promotion
 from benchmarks.burst import Burst, checkout_burst
 from benchmarks.measure import Call, Figure, alternating, interleaved
 from benchmarks.probes import PROBE_SETUP, NoopEntity, ProbeActivities, bare_redeem_transaction
-from incentives.adapters.db import Pool, create_pool
+from benchmarks.servers import servers
+from incentives.adapters.db import Pool
 from incentives.adapters.logs import configure_logging
-from incentives.adapters.migrations import migrate
-from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.worker import build_worker
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.models import GrantRequest, RedeemRequest
 
 Row = tuple[Figure, Figure | None, str]
@@ -202,22 +199,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging("WARNING")
     with tempfile.TemporaryDirectory() as scratch:
-        postgres = EmbeddedPostgres(Path(scratch) / "pg")
-        postgres.start()
-        try:
-            await postgres.create_database()
-            pool = await create_pool(postgres.url(), max_size=20)
-            await migrate(pool)
-            env = await WorkflowEnvironment.start_local(
-                data_converter=DATA_CONVERTER,
-                dev_server_existing_path=str(TEMPORAL_BIN),
-                dev_server_extra_args=temporal_dev_server_args(),
-            )
-            async with env:
-                rows, burst = await measure(env.client, pool, args.quick)
-            await pool.close()
-        finally:
-            postgres.stop()
+        async with servers(Path(scratch)) as running:
+            rows, burst = await measure(running.temporal.client, running.pool, args.quick)
     print(report(rows))
     print(burst.summary())
     if args.json:

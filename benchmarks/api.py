@@ -40,10 +40,9 @@ from incentives.adapters.db import create_pool
 from incentives.adapters.logs import configure_logging
 from incentives.adapters.migrations import migrate
 from incentives.adapters.settings import WORKER_ROLE
-from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.api_keys import SCOPES, create_key
 from incentives.app.client import IncentivesClient
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.devstack.servers import EmbeddedPostgres, start_dev_server
 from incentives.domain.errors import REJECTIONS, OutcomeUnknown
 from incentives.domain.models import GrantRequest, RedeemRequest
 
@@ -298,11 +297,7 @@ async def run(quick: bool) -> tuple[Figure, Figure, Figure, Figure]:
             owner = await create_pool(postgres.url(), max_size=2)
             await migrate(owner)
             await owner.close()
-            env = await WorkflowEnvironment.start_local(
-                data_converter=DATA_CONVERTER,
-                dev_server_existing_path=str(TEMPORAL_BIN),
-                dev_server_extra_args=temporal_dev_server_args(),
-            )
+            env = await start_dev_server()
             async with env, stack(env, postgres, Path(scratch)) as paths:
                 return await measure(paths, quick)
         finally:

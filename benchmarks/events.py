@@ -31,25 +31,20 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from activities.ledger import LedgerActivities
+from benchmarks.servers import servers
 from incentives.adapters.broker import connect_broker, ensure_stream
-from incentives.adapters.db import Pool, connect_one, create_pool
+from incentives.adapters.db import Pool, connect_one
 from incentives.adapters.logs import configure_logging
-from incentives.adapters.migrations import migrate
 from incentives.adapters.settings import Settings
-from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.promotions import PromotionsClient, UnknownPromotion
 from incentives.app.relay import Relay, cloud_event
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import (
-    TEMPORAL_BIN,
     EmbeddedNats,
-    EmbeddedPostgres,
     free_port,
-    temporal_dev_server_args,
 )
 from incentives.domain.messages import GrantInput, RedeemInput
 from incentives.domain.models import GrantRequest, RedeemRequest
@@ -203,28 +198,17 @@ async def checkout_with_and_without(client: Client, pool: Pool, relay: Relay, ro
 
 async def measure(customers: int, quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
-        postgres, nats_server = (
-            EmbeddedPostgres(Path(scratch) / "pg"),
-            EmbeddedNats(Path(scratch) / "nats", free_port()),
-        )
-        postgres.start()
+        nats_server = EmbeddedNats(Path(scratch) / "nats", free_port())
         nats_server.start()
         try:
-            await postgres.create_database()
-            pool = await create_pool(postgres.url(), max_size=20)
-            await migrate(pool)
-            env = await WorkflowEnvironment.start_local(
-                data_converter=DATA_CONVERTER,
-                dev_server_existing_path=str(TEMPORAL_BIN),
-                dev_server_extra_args=temporal_dev_server_args(),
-            )
-            async with env, build_worker(env.client, pool, TASK_QUEUE):
-                figures = await _measure(env.client, pool, postgres.url(), nats_server, customers, quick)
-            await pool.close()
+            async with (
+                servers(Path(scratch)) as running,
+                build_worker(running.temporal.client, running.pool, TASK_QUEUE),
+            ):
+                client, pool, url = running.temporal.client, running.pool, running.postgres.url()
+                return await _measure(client, pool, url, nats_server, customers, quick)
         finally:
             nats_server.stop()
-            postgres.stop()
-    return figures
 
 
 async def _measure(

@@ -21,20 +21,21 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from activities.counting import COUNTED, UNCOUNTED, Meter
 from benchmarks.measure import Figure, interleaved
-from incentives.adapters.db import Pool, create_pool
+from benchmarks.servers import servers
+from incentives.adapters.db import Pool
 from incentives.adapters.logs import configure_logging
 from incentives.adapters.metrics import REGISTRY
-from incentives.adapters.migrations import migrate
 from incentives.adapters.sdk_metrics import sdk_metrics
 from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.metrics_endpoint import serve_metrics
 from incentives.app.worker import WorkerOptions, build_worker
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, free_port, temporal_dev_server_args
+from incentives.devstack.servers import (
+    free_port,
+)
 from incentives.domain.models import GrantRequest, RedeemRequest
 
 SCRAPE_EVERY_S = 1.0
@@ -99,32 +100,19 @@ async def redeem_pair(plain: Client, metered: Client, pool: Pool, rounds: int, p
 
 async def measure(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
-        postgres = EmbeddedPostgres(Path(scratch) / "pg")
-        postgres.start()
-        try:
-            await postgres.create_database()
-            pool = await create_pool(postgres.url(), max_size=20)
-            await migrate(pool)
-            env = await WorkflowEnvironment.start_local(
-                data_converter=DATA_CONVERTER,
-                dev_server_existing_path=str(TEMPORAL_BIN),
-                dev_server_extra_args=temporal_dev_server_args(),
-            )
-            async with env:
-                sdk, port = sdk_metrics(), free_port()
-                stop = serve_metrics("127.0.0.1", port, [REGISTRY, sdk])
-                try:
-                    metered = await Client.connect(
-                        env.client.service_client.config.target_host,
-                        data_converter=DATA_CONVERTER,
-                        runtime=sdk.runtime,
-                    )
-                    figures = await redeem_pair(env.client, metered, pool, 60 if quick else 400, port)
-                finally:
-                    stop()
-            await pool.close()
-        finally:
-            postgres.stop()
+        async with servers(Path(scratch)) as running:
+            sdk, port = sdk_metrics(), free_port()
+            stop = serve_metrics("127.0.0.1", port, [REGISTRY, sdk])
+            try:
+                metered = await Client.connect(
+                    running.temporal.client.service_client.config.target_host,
+                    data_converter=DATA_CONVERTER,
+                    runtime=sdk.runtime,
+                )
+                plain = running.temporal.client
+                figures = await redeem_pair(plain, metered, running.pool, 60 if quick else 400, port)
+            finally:
+                stop()
     off, on = figures["metrics off"], figures["metrics on"]
     return {
         "redeems_each": on.count,

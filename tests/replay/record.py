@@ -23,16 +23,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.migrations import migrate
-from incentives.adapters.temporal import DATA_CONVERTER
 from incentives.app.client import IncentivesClient
 from incentives.app.promotions import PromotionsClient
 from incentives.app.reconcile import ensure_reconcile_schedule
 from incentives.app.worker import build_worker
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedPostgres, temporal_dev_server_args
+from incentives.devstack.servers import EmbeddedPostgres, start_dev_server
 from incentives.domain.errors import Rejected, UnknownLot
 from incentives.domain.models import CouponTerms, GrantRequest, RedeemRequest, ReverseRequest, RevokeRequest, wallet_id
 from incentives.domain.promotions import Budget, PromotionStatus, PromotionTerms, Validity, promotion_workflow_id
@@ -181,11 +179,7 @@ async def _until(promotions: PromotionsClient, promotion_id: str, done: Callable
 
 
 async def record_promotion(name: str, scenario: PromotionScenario, pool_url: str) -> None:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        dev_server_extra_args=temporal_dev_server_args(),
-    )
+    env = await start_dev_server()
     async with env:
         pool = await create_pool(pool_url)
         try:
@@ -202,11 +196,7 @@ async def record_promotion(name: str, scenario: PromotionScenario, pool_url: str
 async def record_reconcile(pool_url: str) -> None:
     """The schedule created and triggered once, a worker running: one `Reconcile` run, its activity
     recording the books' result, its summary."""
-    env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        dev_server_extra_args=temporal_dev_server_args(),
-    )
+    env = await start_dev_server()
     async with env:
         pool = await create_pool(pool_url)
         try:
@@ -231,11 +221,7 @@ async def record_reconcile(pool_url: str) -> None:
 
 
 async def record(name: str, scenario: Scenario, extra_args: list[str], pool_url: str, until_closed: bool) -> None:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=DATA_CONVERTER,
-        dev_server_existing_path=str(TEMPORAL_BIN),
-        dev_server_extra_args=[*temporal_dev_server_args(), *extra_args],
-    )
+    env = await start_dev_server(*extra_args)
     async with env:
         pool = await create_pool(pool_url)
         try:
