@@ -86,7 +86,10 @@ def _retyped(index: int, event_type: str) -> Callable[[Events], Events]:
         (lambda events: events[1:], "event 1 has id 2"),
         (lambda events: renumbered(events[1:]), "its first event is WORKFLOW_TASK_SCHEDULED"),
         (_without_run_id, "has no run id"),
-        (_with_started_type("Nope"), "workflow type 'Nope' is not one this code registers (Promotion, Wallet)"),
+        (
+            _with_started_type("Nope"),
+            "workflow type 'Nope' is not one this code registers (Promotion, Reconcile, Wallet)",
+        ),
         (_retyped(3, "EVENT_TYPE_TIMER_FIRED"), "event 4 (TIMER_FIRED) does not carry timer_fired_event_attributes"),
         (_retyped(3, "EVENT_TYPE_UNSPECIFIED"), "event 4 has no known event type"),
         (
