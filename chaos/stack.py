@@ -62,6 +62,7 @@ class Stack:
         pool = await create_pool(self.database_url)
         try:
             await migrate(pool)
+            await self.record_what_events_saw(pool)
         finally:
             await pool.close()
         self.temporal.start()
@@ -78,6 +79,17 @@ class Stack:
             await conn.close()
         await asyncio.to_thread(self.postgres.stop)
         await asyncio.to_thread(self.postgres.start)
+
+    @staticmethod
+    async def record_what_events_saw(pool: Pool) -> None:
+        """Each outbox event records its transaction and the snapshot of the statement that wrote
+        it (column defaults, evaluated in that statement), so that the delivery check can tell an
+        event written after another committed from two written concurrently. The run's own
+        instrument, not the schema's: the worker's statements name their columns."""
+        await pool.execute(
+            """ALTER TABLE outbox ADD COLUMN chaos_xact xid8 NOT NULL DEFAULT pg_current_xact_id(),
+                               ADD COLUMN chaos_snapshot pg_snapshot NOT NULL DEFAULT pg_current_snapshot()"""
+        )
 
     def stop(self) -> None:
         self.stop_worker()
