@@ -22,7 +22,7 @@ CHECKS = (
     "events",  # no event published twice
     "closed_promotions",  # a reversal into a closed promotion's lot gives nothing back
     "answered",  # every operation answered; hostile input refused
-    "delivered",  # every outbox event in the stream once, each customer's in order, nothing invented
+    "delivered",  # every outbox event in the stream once, each customer's in effect order, nothing invented
     "metrics",  # the workers' counters claim nothing the ledger lacks; what they miss, a kill explains
 )
 

@@ -191,6 +191,7 @@ class Relay:
         Between busy rounds it does not wait."""
         marker = await self._connect()
         marking: asyncio.Task[None] | None = None
+        publishing: asyncio.Task[Delivery] | None = None
         marking_ids: list[int] = []
         pruned_at, backoff = 0.0, 0.2
         current = self._round(await conn.fetch(_UNPUBLISHED, self._batch))
@@ -229,10 +230,13 @@ class Relay:
                     await asyncio.sleep(SETTLE_S)
                 current = self._round(await conn.fetch(_UNPUBLISHED, self._batch))
         finally:
-            if marking is not None:
-                marking.cancel()
-                with contextlib.suppress(BaseException):
-                    await marking
+            # Neither outlives the round that failed: the relay that starts over publishes the
+            # events again (each after its predecessor), and a leftover publisher would race it.
+            for task in (publishing, marking):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
             with contextlib.suppress(Exception):
                 await marker.close()
 
