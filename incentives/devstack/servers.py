@@ -315,13 +315,25 @@ class EmbeddedTemporal:
             )
         self.process.record(process.pid)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _port_open(EMBEDDED_HOST, self.port):
+        # Its port opens before its frontend answers ("Frontend is not healthy yet" to a client).
+        while not (_port_open(EMBEDDED_HOST, self.port) and self._serving()):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log_file.read_text(errors="replace")[-2000:]
                 self.stop()
                 raise Unavailable(f"the Temporal dev server did not start (log {self.log_file}):\n{tail}")
             time.sleep(0.05)
         return self.address
+
+    def _serving(self) -> bool:
+        """The frontend's own health check answers SERVING."""
+        health = subprocess.run(
+            [str(TEMPORAL_BIN), "operator", "cluster", "health", "--address", self.address],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+        return health.returncode == 0 and health.stdout.strip() == "SERVING"
 
     def stop(self) -> bool:
         return self.process.stop()

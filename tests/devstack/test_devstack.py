@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
-from incentives.devstack.servers import TEMPORAL_BIN, free_port
+from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedTemporal, free_port
 from incentives.domain.reconcile import RECONCILE_SCHEDULE_ID
 
 
@@ -164,3 +165,15 @@ def test_status_shows_no_database_password(home: Path, query: str) -> None:
     assert f"Postgres: DOWN (postgresql://owner@127.0.0.1:{port}/incentives" in status.stdout
     logs = [path.read_text() for path in home.rglob("*") if path.is_file()]
     assert [text for text in (status.stdout, status.stderr, *logs) if "S3cret" in text] == []
+
+
+async def test_the_embedded_temporal_answers_a_client_as_soon_as_it_has_started(tmp_path: Path) -> None:
+    """Its port opens before its frontend answers: `start` returns only once the frontend's health
+    check says SERVING, so the first client (dev up's schedule, the chaos run's driver) connects."""
+    temporal = EmbeddedTemporal(tmp_path, port=free_port(), ui_port=free_port())
+    temporal.start()
+    try:
+        client = await Client.connect(temporal.address)
+        assert await client.service_client.check_health()
+    finally:
+        temporal.stop()
