@@ -20,6 +20,7 @@ from tests.helpers import running_wallets
 # Where nothing listens: a command that gets past its input checks exits 3 there.
 CLOSED_TEMPORAL = "127.0.0.1:1"
 CLOSED_DATABASE = "postgresql://nobody@127.0.0.1:1/nothing"
+CLOSED_NATS = "nats://127.0.0.1:1"
 
 # Model fields a message must not name: the user typed flags.
 INTERNAL_NAMES = re.compile(
@@ -80,6 +81,7 @@ def offline_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[s
     """The command with no server to talk to: input checks answer 2, anything past them 3."""
     monkeypatch.setenv("TEMPORAL_ADDRESS", CLOSED_TEMPORAL)
     monkeypatch.setenv("DATABASE_URL", CLOSED_DATABASE)
+    monkeypatch.setenv("NATS_URL", CLOSED_NATS)
     return Cli(capsys)
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import client
-from tests.cli.conftest import CLOSED_DATABASE, CLOSED_TEMPORAL
+from tests.cli.conftest import CLOSED_DATABASE, CLOSED_NATS, CLOSED_TEMPORAL
 
 # A well-formed command line per command, and the flags (and positions) a case may replace.
 VALID: dict[str, list[str]] = {
@@ -76,7 +76,12 @@ def nowhere_to_connect() -> Iterator[None]:
         tempfile.TemporaryDirectory() as home,
         mock.patch.dict(
             os.environ,
-            {"TEMPORAL_ADDRESS": CLOSED_TEMPORAL, "DATABASE_URL": CLOSED_DATABASE, "INCENTIVES_HOME": home},
+            {
+                "TEMPORAL_ADDRESS": CLOSED_TEMPORAL,
+                "DATABASE_URL": CLOSED_DATABASE,
+                "NATS_URL": CLOSED_NATS,
+                "INCENTIVES_HOME": home,
+            },
         ),
     ):
         yield
@@ -122,7 +127,7 @@ def test_any_command_line_at_all(argv: list[str]) -> None:
     st.lists(st.text(max_size=20), max_size=4),
 )
 def test_commands_that_run_servers_or_read_files_too(command: list[str], rest: list[str]) -> None:
-    """With both servers configured elsewhere (closed ports), `dev up` starts nothing and `dev down`
+    """With every server configured elsewhere (closed ports), `dev up` starts nothing and `dev down`
     finds nothing to stop in its temporary home (exit 0, the only success here); `replay` reads
     what exists as a file, refusing the rest."""
     _check(command + rest)
