@@ -20,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -204,8 +205,9 @@ class EmbeddedPostgres:
                 timeout=START_TIMEOUT_S + 5,
             )
         except subprocess.CalledProcessError as error:
-            log = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
-            raise Unavailable(f"Postgres did not start in {self.data_dir}: {error.stderr.strip()}\n{log}") from error
+            raise Unavailable(
+                f"Postgres did not start in {self.data_dir}: {error.stderr.strip()}\n{_log_tail(self.log_file)}"
+            ) from error
         return self.url()
 
     def stop(self, mode: Literal["fast", "immediate"] = "fast") -> bool:
@@ -249,6 +251,27 @@ class PidFile:
 
     def record(self, pid: int) -> None:
         self.path.write_text(f"{pid}\n")
+
+    def launch(
+        self, args: Sequence[str], log_file: Path, *, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Starts `args` detached (its own session, its output appended to `log_file`), recorded."""
+        with log_file.open("ab") as log:
+            process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=cwd, env=env
+            )
+        self.record(process.pid)
+        return process
+
+    def kill(self) -> bool:
+        """SIGKILL, as a crash; returns once the process is gone. True if it ran."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        while _pid_alive(pid):
+            time.sleep(0.02)
+        return True
 
     def stop(self) -> bool:
         """SIGTERM, then SIGKILL after a grace period. True if the process was running."""
@@ -309,23 +332,15 @@ class EmbeddedTemporal:
             "warn",
             *temporal_dev_server_args(),
         ]
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self.state_dir
-            )
-        self.process.record(process.pid)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        # Its port opens before its frontend answers ("Frontend is not healthy yet" to a client).
-        while not (_port_open(EMBEDDED_HOST, self.port) and self._serving()):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_file.read_text(errors="replace")[-2000:]
-                self.stop()
-                raise Unavailable(f"the Temporal dev server did not start (log {self.log_file}):\n{tail}")
-            time.sleep(0.05)
+        process = self.process.launch(args, self.log_file, cwd=self.state_dir)
+        _wait_until_ready(self._serving, process, "the Temporal dev server", self.log_file, self.stop)
         return self.address
 
     def _serving(self) -> bool:
-        """The frontend's own health check answers SERVING."""
+        """Its frontend's own health check answers SERVING. (Its port opens first: a client that
+        connects then is told "Frontend is not healthy yet".)"""
+        if not _port_open(EMBEDDED_HOST, self.port):
+            return False
         health = subprocess.run(
             [str(TEMPORAL_BIN), "operator", "cluster", "health", "--address", self.address],
             stdin=subprocess.DEVNULL,
@@ -340,13 +355,7 @@ class EmbeddedTemporal:
 
     def kill(self) -> bool:
         """SIGKILL, as a crash: its state file keeps what it had persisted. True if it ran."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGKILL)
-        while _pid_alive(pid):
-            time.sleep(0.02)
-        return True
+        return self.process.kill()
 
 
 NATS_BIN = Path(sys.executable).parent / "nats-server"
@@ -383,18 +392,10 @@ class EmbeddedNats:
             raise Unavailable(f"port {self.port} is already in use by another process; set INCENTIVES_NATS_PORT")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         args = [str(NATS_BIN), "-js", "-a", EMBEDDED_HOST, "-p", str(self.port), "-sd", str(self.state_dir / "store")]
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd=self.state_dir
-            )
-        self.process.record(process.pid)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _port_open(EMBEDDED_HOST, self.port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_file.read_text(errors="replace")[-2000:]
-                self.stop()
-                raise Unavailable(f"the NATS server did not start (log {self.log_file}):\n{tail}")
-            time.sleep(0.02)
+        process = self.process.launch(args, self.log_file, cwd=self.state_dir)
+        _wait_until_ready(
+            partial(_port_open, EMBEDDED_HOST, self.port), process, "the NATS server", self.log_file, self.stop
+        )
         return self.url
 
     def stop(self) -> bool:
@@ -402,13 +403,7 @@ class EmbeddedNats:
 
     def kill(self) -> bool:
         """SIGKILL, as a crash: JetStream recovers its file store on the next start. True if it ran."""
-        pid = self.pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGKILL)
-        while _pid_alive(pid):
-            time.sleep(0.02)
-        return True
+        return self.process.kill()
 
 
 @dataclass(frozen=True)
@@ -434,20 +429,33 @@ class DetachedWorker:
             return running
         # The command installed beside this interpreter: the same code as the caller's.
         incentives = str(Path(sys.executable).parent / "incentives")
-        with self.log_file.open("ab") as log:
-            process = subprocess.Popen(
-                [incentives, "worker"],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env={**os.environ, **(env or {})},
-            )
-        self.process.record(process.pid)
-        return process.pid
+        return self.process.launch([incentives, "worker"], self.log_file, env={**os.environ, **(env or {})}).pid
 
     def stop(self) -> bool:
         return self.process.stop()
+
+
+def _wait_until_ready(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log_file: Path, stop: Callable[[], bool]
+) -> None:
+    """Until `ready()`; a process that exits or is not ready in time is stopped, and its log's end
+    says why."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop()
+            raise Unavailable(f"{what} did not start (log {log_file}):\n{_log_tail(log_file)}")
+        time.sleep(0.02)
+
+
+def _log_tail(log_file: Path, size: int = 2000) -> str:
+    """The last `size` bytes of a server's log, as text (empty if there is none)."""
+    try:
+        with log_file.open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - size))
+            return log.read(size).decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _terminate(pid: int, grace_s: float = 10.0) -> bool:

@@ -262,19 +262,19 @@ class TestAudienceConfinement:
         assert "root" not in result.err.replace("--audience-root", "")
 
     async def test_audience_root_allows_another_directory(self, offline_cli: Cli, tmp_path: Path) -> None:
-        shared = tmp_path / "shared"
-        shared.mkdir()
-        (shared / "everyone.csv").write_text("customer_id\nc1\nc2\n")
+        campaigns = tmp_path / "campaigns"
+        campaigns.mkdir()
+        (campaigns / "everyone.csv").write_text("customer_id\nc1\nc2\n")
         spec_dir = tmp_path / "specs"
         spec_dir.mkdir()
-        (spec_dir / "linked.csv").symlink_to(shared / "everyone.csv")
-        for written in ("../shared/everyone.csv", str(shared / "everyone.csv"), "linked.csv"):
+        (spec_dir / "linked.csv").symlink_to(campaigns / "everyone.csv")
+        for written in ("../campaigns/everyone.csv", str(campaigns / "everyone.csv"), "linked.csv"):
             spec = write_spec(spec_dir, "p1", ["c1"], audience={"file": written})
             assert (await offline_cli("promotion", "check", str(spec))).refused_with("is outside the spec's directory")
-            result = await offline_cli("promotion", "check", str(spec), "--audience-root", str(shared), "--json")
+            result = await offline_cli("promotion", "check", str(spec), "--audience-root", str(campaigns), "--json")
             assert (result.code, result.json()["audience"]) == (0, 2), result
         inside = write_spec(spec_dir, "p1", ["c1", "c2", "c3"])
-        result = await offline_cli("promotion", "check", str(inside), "--audience-root", str(shared), "--json")
+        result = await offline_cli("promotion", "check", str(inside), "--audience-root", str(campaigns), "--json")
         assert (result.code, result.json()["audience"]) == (0, 3), result
         missing = await offline_cli("promotion", "check", str(inside), "--audience-root", str(tmp_path / "none"))
         assert missing.refused_with("--audience-root: is not a directory"), missing
