@@ -76,27 +76,43 @@ def text_lines(handle: BinaryIO, field: str) -> Iterator[str]:
     """The file's lines as text, without their line ending (LF or CRLF), streamed and closed at
     the end: every line, blank ones too, so that a caller's count is the line's number."""
     with handle:
-        number, pending = 0, b""
+        lines = Lines(field)
         while chunk := handle.read(CHUNK_BYTES):
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()  # the line the next chunk continues
-            for line in lines:
-                number += 1
-                yield _decoded(line, number, field)
-            if len(pending) > MAX_LINE_BYTES and pending[MAX_LINE_BYTES:] != b"\r":
-                raise InvalidSpec(field, _too_long(number + 1))
-        if pending:
-            yield _decoded(pending, number + 1, field)
+            yield from lines.feed(chunk)
+        yield from lines.end()
 
 
-def _decoded(line: bytes, number: int, field: str) -> str:
-    line = line.removesuffix(b"\r")
-    if len(line) > MAX_LINE_BYTES:
-        raise InvalidSpec(field, _too_long(number))
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidSpec(field, f"line {number}: is not UTF-8 text") from None
+class Lines:
+    """Bytes arriving in chunks (a file read, an upload) as lines of text, each decoded as it is
+    reached: a line longer than `MAX_LINE_BYTES` is refused as soon as a chunk carries it past the
+    limit, and nothing is held but the line being read."""
+
+    def __init__(self, field: str) -> None:
+        self._field = field
+        self._number = 0
+        self._pending = b""  # the line the next chunk continues
+
+    def feed(self, chunk: bytes) -> Iterator[str]:
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self._number += 1
+            yield self._decoded(line, self._number)
+        if len(self._pending) > MAX_LINE_BYTES and self._pending[MAX_LINE_BYTES:] != b"\r":
+            raise InvalidSpec(self._field, _too_long(self._number + 1))
+
+    def end(self) -> Iterator[str]:
+        if self._pending:
+            yield self._decoded(self._pending, self._number + 1)
+
+    def _decoded(self, line: bytes, number: int) -> str:
+        line = line.removesuffix(b"\r")
+        if len(line) > MAX_LINE_BYTES:
+            raise InvalidSpec(self._field, _too_long(number))
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidSpec(self._field, f"line {number}: is not UTF-8 text") from None
 
 
 def _too_long(number: int) -> str:

@@ -317,23 +317,33 @@ def _audience(audience: _Audience) -> AudienceSource:
 
 
 def audience_ids(lines: Iterable[str], field: str = "audience.file") -> Iterator[str]:
-    """Customer ids from a CSV's lines, streamed: one id a line, the first field (RFC 4180; the
-    other columns are ignored), surrounding spaces and blank lines ignored, a byte-order mark
-    and a header line (`customer_id`, `customer`, `customerid` or `id`) skipped. The first bad
-    line stops it, naming its number."""
+    """Customer ids from a CSV's lines, streamed (`audience_id` says how a line is read). The first
+    bad line stops it, naming its number."""
     seen_any = False
     for number, line in enumerate(lines, start=1):
-        try:
-            text = first_field(line.lstrip("\ufeff"))
-            if not text or (number == 1 and text.lower() in AUDIENCE_HEADERS):
-                continue
-            check_id(text, field)
-        except InvalidInput as error:
-            raise InvalidSpec(field, f"line {number}: {error.reason}") from None
-        seen_any = True
-        yield text
+        if (customer := audience_id(line, number, field)) is not None:
+            seen_any = True
+            yield customer
     if not seen_any:
-        raise InvalidSpec(field, "holds no customer ids")
+        raise InvalidSpec(field, NO_AUDIENCE_IDS)
+
+
+NO_AUDIENCE_IDS = "holds no customer ids"
+
+
+def audience_id(line: str, number: int, field: str) -> str | None:
+    """Line `number` of an audience CSV: its customer id, the first field (RFC 4180; the other
+    columns are ignored, and so are the spaces around it), or None for a blank line and for a
+    header line (`customer_id`, `customer`, `customerid` or `id`, first, after any byte-order
+    mark); `InvalidSpec` naming the line otherwise."""
+    try:
+        text = first_field(line.lstrip("\ufeff"))
+        if not text or (number == 1 and text.lower() in AUDIENCE_HEADERS):
+            return None
+        check_id(text, field)
+    except InvalidInput as error:
+        raise InvalidSpec(field, f"line {number}: {error.reason}") from None
+    return text
 
 
 def first_field(line: str) -> str:
