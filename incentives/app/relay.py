@@ -201,8 +201,7 @@ class Relay:
                 publishing = asyncio.create_task(self._publish(current))
                 upcoming = None
                 if current.read == self._batch:  # more are waiting: read them meanwhile
-                    beside = [*marking_ids, *current.event_ids]
-                    upcoming = await conn.fetch(_UNPUBLISHED_BESIDE, self._batch, max(beside), beside)
+                    upcoming = await self.read_beside(conn, [*marking_ids, *current.event_ids])
                 delivery = await publishing
                 if marking is not None:
                     await marking  # a failed mark fails the round: the relay starts over, and republishes
@@ -239,6 +238,12 @@ class Relay:
                         await task
             with contextlib.suppress(Exception):
                 await marker.close()
+
+    async def read_beside(self, conn: asyncpg.Connection[asyncpg.Record], in_flight: list[int]) -> list[Row]:
+        """The next round, read while the events `in_flight` publish or are marked: none of them. There
+        may be none in flight: a full round whose every event was left out (their customers' earlier
+        events failed) publishes nothing."""
+        return await conn.fetch(_UNPUBLISHED_BESIDE, self._batch, max(in_flight, default=0), in_flight)
 
     def _round(self, rows: list[Row], leaving_out: AbstractSet[Whom] = frozenset()) -> _Round:
         """Rows read in id order, as chains: one per customer (per promotion for its own events),
@@ -319,8 +324,13 @@ async def relay_forever(settings: Settings) -> None:
             await Relay(lambda: connect_one(database_url), js, source=settings.event_source).run()
         except (TimeoutError, NatsError) as error:
             log.warning("relay could not set up the stream; retrying", error=str(error)[:200])
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+        except Exception:
+            # A defect, not an outage: said at ERROR with its traceback, and the relay starts over
+            # rather than leave the worker running without one. The outbox keeps every event, and
+            # the outbox-age alert pages if the relay cannot get past it.
+            log.exception("relay failed; starting over")
         finally:
             with contextlib.suppress(Exception):
                 await broker.close()
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 30.0)

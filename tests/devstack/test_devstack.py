@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedTemporal, free_port
+from incentives.devstack.servers import TEMPORAL_BIN, EmbeddedNats, EmbeddedTemporal, free_port
 from incentives.domain.reconcile import RECONCILE_SCHEDULE_ID
 
 
@@ -177,3 +178,18 @@ async def test_the_embedded_temporal_answers_a_client_as_soon_as_it_has_started(
         assert await client.service_client.check_health()
     finally:
         temporal.stop()
+
+
+def test_a_killed_server_has_let_go_of_its_port_and_starts_again_on_it(tmp_path: Path) -> None:
+    """A multi-threaded server's first thread turns zombie while the others still hold its socket:
+    `kill` returns only once the port is free, so the restart a fault test makes finds it free."""
+    nats = EmbeddedNats(tmp_path, free_port())
+    nats.start()
+    try:
+        for _ in range(5):
+            assert nats.kill()
+            with socket.socket() as probe:
+                assert probe.connect_ex(("127.0.0.1", nats.port)) != 0
+            nats.start()
+    finally:
+        nats.stop()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 from temporalio.testing import WorkflowEnvironment
 
-from incentives.adapters.db import Pool
+from incentives.adapters.db import Pool, connect_one
+from incentives.app.relay import Relay
 from incentives.devstack.servers import EmbeddedNats
 from incentives.domain.events import subject_token
 from incentives.domain.models import ReverseRequest, RevokeRequest
@@ -100,3 +101,28 @@ async def _event(conn: object, customer: str) -> None:
            VALUES ('redeemed', $1, jsonb_build_object('customer_id', $1::text))""",
         customer,
     )
+
+
+class TestRoundsBeside:
+    async def test_the_next_round_read_beside_nothing_in_flight_is_every_unpublished_event(
+        self, pool: Pool, worker_database_url: str, nats_server: EmbeddedNats, new_id: NewId
+    ) -> None:
+        """A full round whose every event was left out (their customers' earlier events failed to
+        publish) has nothing in flight when the next one is read beside it: that read is every
+        unpublished event, from the first."""
+        customer = new_id("c")
+        async with pool.acquire() as writer:
+            for _ in range(2):
+                await _event(writer, customer)
+        first, second = await pool.fetch("SELECT event_id FROM outbox WHERE customer_id = $1 ORDER BY 1", customer)
+        async with broker(nats_server) as (_, js):
+            relay = Relay(lambda: connect_one(worker_database_url), js, source=SOURCE, batch=1_000_000)
+            reader = await connect_one(worker_database_url)
+            try:
+                nothing_in_flight = await relay.read_beside(reader, [])
+                first_in_flight = await relay.read_beside(reader, [first["event_id"]])
+            finally:
+                await reader.close()
+        unpublished = await pool.fetch("SELECT event_id FROM outbox WHERE published_at IS NULL ORDER BY 1")
+        assert [row["event_id"] for row in nothing_in_flight] == [row["event_id"] for row in unpublished]
+        assert [row["event_id"] for row in first_in_flight if row["customer_id"] == customer] == [second["event_id"]]

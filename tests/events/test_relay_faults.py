@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from nats.js import JetStreamContext
 
 from incentives.adapters.db import Pool, create_pool
 from incentives.adapters.migrations import migrate
 from incentives.adapters.settings import WORKER_ROLE
 from incentives.app.relay import Relay
-from incentives.devstack.servers import EmbeddedNats, EmbeddedPostgres, free_port
+from incentives.devstack.servers import EmbeddedNats, EmbeddedPostgres
 from incentives.domain.events import subject_token
 from tests.helpers import eventually
 from tests.helpers.builders import NewId
@@ -55,17 +53,6 @@ async def delivered_once_in_order(js: JetStreamContext, pool: Pool, customers: l
             )
         ]
         assert ids == expected, (customer, len(ids), len(expected))
-
-
-@pytest.fixture
-async def own_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    """A NATS server of the test's own: killing it disturbs no other test."""
-    server = EmbeddedNats(tmp_path / "nats", free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 class TestRelayFaults:

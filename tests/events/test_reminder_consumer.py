@@ -7,32 +7,20 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from activities.ledger import LedgerActivities
 from incentives.adapters.db import Pool
-from incentives.devstack.servers import EmbeddedNats, EmbeddedPostgres, free_port
+from incentives.devstack.servers import EmbeddedNats, EmbeddedPostgres
 from incentives.domain.messages import LotTransition
 from tests.helpers import eventually
 from tests.helpers.builders import T0, NewId, at, credit
 from tests.helpers.events import broker, running_relay, stream_events
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def own_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def consumer(database: str, nats_url: str, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -5,16 +5,14 @@ recorded: each event is in the stream exactly once."""
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from incentives.adapters.db import Pool
 from incentives.app.promotions import PromotionsClient
-from incentives.devstack.servers import EmbeddedNats, free_port
+from incentives.devstack.servers import EmbeddedNats
 from tests.helpers import eventually
 from tests.helpers.builders import NewId, promotion
 from tests.helpers.events import broker, stream_events
@@ -22,16 +20,6 @@ from tests.helpers.processes import worker_process
 from tests.helpers.promotions import customers
 
 AUDIENCE = 20_000
-
-
-@pytest.fixture
-async def own_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def published(pool: Pool, promotion_id: str) -> int:
