@@ -40,7 +40,7 @@ from incentives.adapters.logs import configure_logging
 from incentives.adapters.settings import Settings
 from incentives.app.client import IncentivesClient
 from incentives.app.promotions import PromotionsClient, UnknownPromotion
-from incentives.app.relay import Relay, cloud_event
+from incentives.app.relay import EVENT_TIME, Relay, cloud_event
 from incentives.app.worker import build_worker
 from incentives.devstack.servers import (
     EmbeddedNats,
@@ -98,8 +98,8 @@ async def bare_publish(pool: Pool, js: JetStreamContext, source: str) -> tuple[i
     count, elapsed, after = 0, 0.0, 0
     while True:
         rows = await pool.fetch(
-            """SELECT event_id, event_type, customer_id, promotion_id, payload, created_at FROM outbox
-               WHERE event_id > $1 ORDER BY event_id LIMIT 20000""",
+            f"""SELECT event_id, event_type, customer_id, promotion_id, payload, {EVENT_TIME} AS committed_at
+                FROM outbox WHERE event_id > $1 ORDER BY event_id LIMIT 20000""",
             after,
         )
         if not rows:

@@ -91,7 +91,8 @@ async def check(pool: Pool, messages: list[tuple[str, dict[str, Any]]], verdict:
     rows = {
         str(row["event_id"]): row
         for row in await pool.fetch(
-            """SELECT event_id, event_type, customer_id, promotion_id, lot_id, payload, created_at,
+            """SELECT event_id, event_type, customer_id, promotion_id, lot_id, payload,
+                      pg_xact_commit_timestamp(xid(chaos_xact)) AS committed_at,
                       chaos_xact::text AS xact, chaos_snapshot::text AS saw FROM outbox"""
         )
     }

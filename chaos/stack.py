@@ -56,8 +56,10 @@ class Stack:
 
     async def start(self) -> None:
         self.metrics_dir.mkdir()
+        # It keeps commit timestamps (`EmbeddedPostgres`): the checks replay the ledger in commit
+        # order, since a promotion's batch inserts its rows before a customer's redeem and may
+        # commit after it.
         self.postgres.start()
-        await self._track_commit_order()
         await self.postgres.create_database()
         pool = await create_pool(self.database_url)
         try:
@@ -68,17 +70,6 @@ class Stack:
         self.temporal.start()
         self.nats.start()
         self.start_worker()
-
-    async def _track_commit_order(self) -> None:
-        """The checks replay the ledger in commit order, which only commit timestamps give: a
-        promotion's batch inserts its rows before a customer's redeem and may commit after it."""
-        conn = await asyncpg.connect(self.postgres.url("postgres"))
-        try:
-            await conn.execute("ALTER SYSTEM SET track_commit_timestamp = on")
-        finally:
-            await conn.close()
-        await asyncio.to_thread(self.postgres.stop)
-        await asyncio.to_thread(self.postgres.start)
 
     @staticmethod
     async def record_what_events_saw(pool: Pool) -> None:

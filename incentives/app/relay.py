@@ -65,8 +65,16 @@ PRUNE_EVERY_S = 600.0
 PRUNE_CHUNK = 10_000
 _CHANNEL = "incentives_outbox"
 
+# An event's `time`: when its transaction committed, where Postgres tracks commit timestamps
+# (`track_commit_timestamp`; the embedded server does), read from the row's inserting transaction
+# (`xmin`, the same until it is marked published); where it does not, or for a transaction that
+# committed before it did, when the event was written in its transaction. The guard keeps the
+# function uncalled where tracking is off (it raises there).
+EVENT_TIME = """coalesce(
+    CASE WHEN current_setting('track_commit_timestamp')::bool THEN pg_xact_commit_timestamp(xmin) END, created_at
+)"""
 # The payload as its JSON text: spliced into the CloudEvent as it is, never parsed and re-encoded.
-_COLUMNS = "event_id, event_type, customer_id, promotion_id, payload::text AS payload, created_at"
+_COLUMNS = f"event_id, event_type, customer_id, promotion_id, payload::text AS payload, {EVENT_TIME} AS committed_at"
 _UNPUBLISHED = f"""
 SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY event_id LIMIT $1
 """
@@ -97,7 +105,7 @@ class Delivery:
     published: list[int] = field(default_factory=list)
     failed: int = 0
     failed_whom: set[Whom] = field(default_factory=set)  # whose events stopped at a failure
-    lags: list[float] = field(default_factory=list)  # seconds from the event's write to its ack
+    lags: list[float] = field(default_factory=list)  # seconds from the event's commit to its ack
 
 
 @dataclass(frozen=True)
@@ -118,13 +126,13 @@ def cloud_event(row: Row, source: str) -> tuple[str, bytes, str]:
     event_type = row["event_type"]
     _, cloud_type = CLOUD_EVENT_TYPES[event_type]
     about = row["promotion_id"] if event_type == "budget_threshold" else row["customer_id"]
-    created: datetime = row["created_at"]
+    committed: datetime = row["committed_at"]
     event_id = str(row["event_id"])
     payload = row["payload"]
     data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
     document = (
         f'{{"specversion":"1.0","id":"{event_id}","source":{json.dumps(source)},"type":"{cloud_type}",'
-        f'"subject":{json.dumps(about)},"time":"{created.isoformat().replace("+00:00", "Z")}",'
+        f'"subject":{json.dumps(about)},"time":"{committed.isoformat().replace("+00:00", "Z")}",'
         f'"datacontenttype":"application/json","data":{data}}}'
     )
     return event_subject(event_type, about), document.encode(), event_id
@@ -286,7 +294,7 @@ class Relay:
                 delivery.failed += len(events) - index
                 return False
             delivery.published.append(row["event_id"])
-            delivery.lags.append(time.time() - row["created_at"].timestamp())
+            delivery.lags.append(time.time() - row["committed_at"].timestamp())
         return True
 
     async def prune(self, conn: asyncpg.Connection[asyncpg.Record]) -> int:

@@ -135,9 +135,13 @@ def postgres_settings() -> str:
 
 @dataclass(frozen=True)
 class EmbeddedPostgres:
-    """A PostgreSQL server whose data, log and unix socket live in `data_dir`."""
+    """A PostgreSQL server whose data, log and unix socket live in `data_dir`. It keeps commit
+    timestamps, so that an event's `time` is when its transaction committed (`incentives.app.relay`)
+    and the chaos run can replay the ledger in commit order; `commit_timestamps=False` runs it as a
+    server that does not (the events' fallback is tested on one)."""
 
     data_dir: Path
+    commit_timestamps: bool = True
 
     @property
     def log_file(self) -> Path:
@@ -203,7 +207,8 @@ class EmbeddedPostgres:
                     "-t",
                     str(int(START_TIMEOUT_S)),
                     "-o",
-                    f"-c listen_addresses='' -k {self.data_dir} {postgres_settings()}",
+                    f"-c listen_addresses='' -k {self.data_dir} {postgres_settings()}"
+                    f" -c track_commit_timestamp={'on' if self.commit_timestamps else 'off'}",
                     "start",
                 ],
                 timeout=START_TIMEOUT_S + 5,

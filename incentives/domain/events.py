@@ -116,7 +116,10 @@ class CloudEvent(Model):
     source: str
     type: str = Field(description="incentives.lot.granted, incentives.order.redeemed, ...")
     subject: str = Field(description="the customer, or the promotion for promotion-level events")
-    time: Instant = Field(description="when the change was written, in the transaction that committed it")
+    time: Instant = Field(
+        description="when the change committed (where Postgres tracks commit timestamps; otherwise when it was written"
+        " in the transaction that committed it)"
+    )
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, object]
 

@@ -72,7 +72,7 @@ def test_a_lots_event_ahead_of_its_grant_is_reported() -> None:
 
 @pytest.fixture
 def outbox() -> dict[str, dict[str, Any]]:
-    created = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    committed = datetime(2026, 12, 4, 12, tzinfo=UTC)
     rows = [
         (1, "granted", "l1", '{"lot_id":"l1","change":500}', "100", "100:102:101"),
         (2, "redeemed", None, '{"order_id":"o1"}', "101", "100:102:100"),
@@ -86,7 +86,7 @@ def outbox() -> dict[str, dict[str, Any]]:
             "promotion_id": None,
             "lot_id": lot_id,
             "payload": payload,
-            "created_at": created,
+            "committed_at": committed,
             "xact": xact,
             "saw": saw,
         }
