@@ -49,7 +49,7 @@ BODIES = [
     ("redemptions", _with(ORDER, order_id=""), "order_id"),
     ("redemptions", _with(ORDER, order_id=7), "order_id"),
     ("redemptions", _with(ORDER, currency="usd"), "currency"),
-    ("redemptions", _with(ORDER, currency="XXX"), "currency"),
+    ("redemptions", _with(ORDER, currency="ZZZ"), "currency"),
     ("redemptions", b'{"order_id": "o-1", "currency": "USD", "total": 100, "total": 1}', "total"),
     ("redemptions", b'{"order_id": "o-1", "currency": "USD", "total": NaN}', "body"),
     ("redemptions", b'{"order_id": "o-1", "currency": "USD", "total": 1' + b"0" * 5000 + b"}", "body"),
