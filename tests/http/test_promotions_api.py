@@ -20,21 +20,13 @@ from incentives.http.documents import PromotionReport
 from tests.helpers import eventually
 from tests.helpers.builders import NewId
 from tests.helpers.promotions import customers
+from tests.helpers.specs import credit_spec
 from tests.http.api_process import ApiProcess
 from tests.http.conftest import Keys, bearer, problem
 
 
 def _spec(promotion_id: str, **changes: Any) -> dict[str, Any]:
-    return {
-        "id": promotion_id,
-        "name": "HTTP test credit",
-        "kind": "credit",
-        "value": {"amount": "10.00"},
-        "currency": "USD",
-        "validity": {"expires_after": "14d", "remind_before": "2d"},
-        "budget": {"amount": "1000.00"},
-        **changes,
-    }
+    return credit_spec(promotion_id, "HTTP test credit", "1000.00", **changes)
 
 
 def _csv(ids: list[str]) -> bytes:
